@@ -1,0 +1,38 @@
+//! The admin listener: `/healthz` (the process runs), `/readyz` (config, store and keys loaded)
+//! and `/metrics` (Prometheus text). Never the proxy.
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::state::AppState;
+
+pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut response = Response::new(body::full(state.metrics().encode()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut response = Response::new(body::full(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,93 @@
+//! Errors the proxy answers itself, and the one place ([`ProxyError::into_response`]) where they
+//! become the contract's HTTP responses: status, `WWW-Authenticate`, and the JSON body
+//! `{"error": CODE, "error_description": TEXT}`. Descriptions are fixed texts chosen here, never
+//! an upstream's or a library's message, so nothing secret can be echoed to a client.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use crate::body::{self, Body};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("no route matches")]
+    NoRoute,
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// The `error` code of the JSON body; also the metric and log reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn description(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(reason) => reason,
+            ProxyError::NoRoute => "no route matches this request",
+            ProxyError::UpstreamUnavailable(_) => "the upstream could not be reached",
+            ProxyError::UpstreamTimeout => "the upstream did not answer in time",
+            ProxyError::Internal(_) => "keygate failed to handle the request",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = json!({ "error": self.code(), "error_description": self.description() });
+        json_response(self.status(), &body)
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(body::full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn upstream_details_never_reach_the_body() {
+        let response = ProxyError::UpstreamUnavailable("connect to 10.0.0.1?key=secret".into())
+            .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(!text.contains("secret"));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["error"], "upstream_unavailable");
+    }
+}

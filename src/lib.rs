@@ -1,0 +1,28 @@
+//! keygate: a self-hosted identity gateway for AI agents.
+//!
+//! Agents send their tool traffic through keygate. It checks who is calling, takes that caller's
+//! credential for the tool from an encrypted vault, rewrites the outbound `Authorization` header
+//! and forwards the request. The modules follow the request:
+//!
+//! - [`config`]: `routes.toml`, validated and compiled into runtime types.
+//! - [`server`]: listeners, TLS, HTTP/1.1 and HTTP/2, limits, reload and graceful drain.
+//! - [`router`]: reserved paths versus proxied ones.
+//! - [`proxy`]: route matching, path normalisation, header rewriting, forwarding.
+//! - [`error`]: the proxy's own responses, produced in one place.
+//! - [`admin`], [`metrics`]: health, readiness and Prometheus metrics.
+//! - [`tls`]: rustls configs and development certificates.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{Control, Gateway};

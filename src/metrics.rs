@@ -1,0 +1,104 @@
+//! Prometheus metrics: one registry per gateway (no globals), metric names prefixed `keygate_`,
+//! labels only from bounded sets (route names, status codes, fixed reasons), never user ids or
+//! tokens.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub config_reloads_total: IntCounterVec,
+    pub config_last_reload_success: IntGauge,
+    pub connections_open: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new(
+                "keygate_requests_total",
+                "Requests handled by the proxy, by route and status code.",
+            ),
+            &["route", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_request_duration_seconds",
+                "Time from request received to response headers sent, by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_upstream_duration_seconds",
+                "Time the upstream took to answer with response headers, by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let config_reloads_total = IntCounterVec::new(
+            Opts::new("keygate_config_reloads_total", "Config reloads, by result."),
+            &["result"],
+        )?;
+        let config_last_reload_success = IntGauge::new(
+            "keygate_config_last_reload_success",
+            "1 when the last config reload succeeded (or none was tried), 0 when it was rejected.",
+        )?;
+        let connections_open = IntGauge::new(
+            "keygate_connections_open",
+            "Open client connections on the proxy listener.",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "keygate_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        config_last_reload_success.set(1);
+
+        registry.register(Box::new(requests_total.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(config_reloads_total.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Metrics {
+            registry,
+            requests_total,
+            request_duration,
+            upstream_duration,
+            config_reloads_total,
+            config_last_reload_success,
+            connections_open,
+        })
+    }
+
+    /// The registry, for modules that register their own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

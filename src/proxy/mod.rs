@@ -1,0 +1,216 @@
+//! The reverse proxy: one request's phases, in order, in [`forward`]. Matching happens on the
+//! normalised path, the upstream gets exactly what was matched, and bodies stream both ways.
+
+pub mod headers;
+pub mod path;
+pub mod route;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::state::{AppState, Runtime};
+use route::{Route, host_without_port};
+
+static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Handles one proxied request: never fails, errors become the contract's responses.
+pub async fn handle(
+    state: &AppState,
+    request: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let started = Instant::now();
+    // One config for the whole request, even if a reload lands meanwhile.
+    let runtime = state.runtime();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let method = request.method().clone();
+    let raw_path = request.uri().path().to_string();
+    let mut matched: Option<Arc<Route>> = None;
+
+    let result = forward(&runtime, request, conn, &request_id, &mut matched).await;
+    let (mut response, reason) = match result {
+        Ok(response) => (response, None),
+        Err(error) => {
+            tracing::debug!(request_id, %error, "request refused");
+            let code = error.code();
+            (error.into_response(), Some(code))
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let route_name = matched.as_ref().map_or("_none", |r| r.name());
+    let metrics = state.metrics();
+    metrics
+        .requests_total
+        .with_label_values(&[route_name, status.as_str()])
+        .inc();
+    if let Some(route) = &matched {
+        route.duration.observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        target: "keygate::access",
+        request_id,
+        %method,
+        path = raw_path,
+        route = route_name,
+        status = status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        error = reason,
+    );
+    response
+}
+
+async fn forward(
+    runtime: &Runtime,
+    request: Request<Incoming>,
+    conn: ConnInfo,
+    request_id: &str,
+    matched: &mut Option<Arc<Route>>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = request.into_parts();
+
+    // 1. Request target: absolute form only for our own authority, and a path with one meaning.
+    let authority_host = request_authority(&parts).map(host_without_port);
+    if parts.version <= Version::HTTP_11
+        && let Some(authority) = parts.uri.authority()
+        && !is_own_authority(runtime, authority.as_str())
+    {
+        return Err(ProxyError::BadRequest(
+            "absolute-form request for a foreign authority",
+        ));
+    }
+    let path = path::normalize(parts.uri.path())
+        .map_err(|e| ProxyError::BadRequest(path_error_text(&e)))?;
+
+    // 2. Route: matched on the normalised path; dot segments may not carry a request out of
+    //    the prefix its raw form was aimed at.
+    let route = runtime.routes.find(authority_host.as_deref(), &path.path);
+    if path.had_dot_segments()
+        && let Some(aimed_at) = runtime
+            .routes
+            .find(authority_host.as_deref(), &path.unresolved)
+        && !route.is_some_and(|r| Arc::ptr_eq(r, aimed_at))
+    {
+        return Err(ProxyError::BadRequest(
+            "the path climbs out of its route prefix",
+        ));
+    }
+    let route = route.ok_or(ProxyError::NoRoute)?;
+    *matched = Some(route.clone());
+
+    // 3. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream.
+    let original_host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| authority_value(&parts));
+    let uri = route.upstream_uri(&path.path, parts.uri.query());
+    parts.uri = uri
+        .parse()
+        .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
+    headers::strip_hop_by_hop(&mut parts.headers, true);
+    parts.headers.remove(header::HOST);
+    headers::set_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        conn.tls,
+        original_host.as_ref(),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(X_REQUEST_ID.clone(), value);
+    }
+    // The pooled client picks HTTP/1.1 or HTTP/2 per upstream connection (ALPN).
+    parts.version = Version::HTTP_11;
+
+    // 4. Forward, bounded by the route's timeout up to the response headers; the body streams.
+    let sent = Instant::now();
+    let upstream_request = Request::from_parts(parts, body::stream(body));
+    let response =
+        tokio::time::timeout(route.config.timeout, route.client.request(upstream_request))
+            .await
+            .map_err(|_| ProxyError::UpstreamTimeout)?
+            .map_err(|e| ProxyError::UpstreamUnavailable(error_chain(&e)))?;
+    route
+        .upstream_duration
+        .observe(sent.elapsed().as_secs_f64());
+
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    Ok(Response::from_parts(parts, body::stream(body)))
+}
+
+/// The authority the client addressed: the `Host` header, else the URI's (HTTP/2 `:authority`).
+fn request_authority(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+}
+
+fn authority_value(parts: &http::request::Parts) -> Option<HeaderValue> {
+    parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+/// Whether an absolute-form authority names this gateway: its public URL, its listen address,
+/// localhost, or a host a route is limited to.
+fn is_own_authority(runtime: &Runtime, authority: &str) -> bool {
+    let host = host_without_port(authority);
+    let server = &runtime.config.server;
+    let public_host = server.public_url.host_str().map(str::to_ascii_lowercase);
+    let listen_ip = match server.listen.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    public_host.as_deref() == Some(host.as_str())
+        || host == listen_ip
+        || host == "localhost"
+        || runtime
+            .routes
+            .iter()
+            .any(|r| r.config.host.as_deref() == Some(host.as_str()))
+}
+
+fn path_error_text(error: &path::PathError) -> &'static str {
+    match error {
+        path::PathError::EncodedSeparator => "the path holds an encoded slash or backslash",
+        path::PathError::ControlCharacter => "the path holds a control character",
+        path::PathError::BadEscape => "the path has a malformed percent escape",
+        path::PathError::AboveRoot => "the path climbs above the root",
+        path::PathError::NotAbsolute => "the request target is not an absolute path",
+    }
+}
+
+/// The error and its sources, for logs (hyper's top-level message alone says little).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,197 @@
+//! Request-path normalisation, done once before routing so that what is matched is what is
+//! forwarded. Per RFC 3986 section 6: percent-encoded unreserved characters are decoded (so
+//! `%2e` is `.`), other escapes get upper-case hex, runs of `/` are merged, and dot segments are
+//! resolved. Encoded slashes and backslashes (`%2F`, `%5C`, `\`), NUL, and `..` that would climb
+//! above the root are refused: their meaning differs between servers, which is how prefix checks
+//! get bypassed.
+
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path holds an encoded slash or backslash")]
+    EncodedSeparator,
+    #[error("the path holds a NUL or control character")]
+    ControlCharacter,
+    #[error("the path has a malformed percent escape")]
+    BadEscape,
+    #[error("the path climbs above the root")]
+    AboveRoot,
+    #[error("the path does not start with `/`")]
+    NotAbsolute,
+}
+
+/// A request path after normalisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath {
+    /// Normalised path with dot segments resolved.
+    pub path: String,
+    /// The same path before dot segments were resolved (escapes and slashes already normalised).
+    /// Equal to `path` when the request had no dot segments.
+    pub unresolved: String,
+}
+
+impl NormalizedPath {
+    pub fn had_dot_segments(&self) -> bool {
+        self.path != self.unresolved
+    }
+}
+
+/// Normalises the path part of a request target (without the query).
+pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let decoded = decode_unreserved(raw)?;
+    let merged = merge_slashes(&decoded);
+    let path = remove_dot_segments(&merged)?;
+    Ok(NormalizedPath {
+        path,
+        unresolved: merged,
+    })
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+fn decode_unreserved(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
+                let value = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(PathError::BadEscape)?;
+                match value {
+                    b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                    v if v < 0x20 || v == 0x7f => return Err(PathError::ControlCharacter),
+                    v if is_unreserved(v) => out.push(char::from(v)),
+                    v => {
+                        let _ = write!(out, "%{v:02X}");
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::EncodedSeparator),
+            b if b < 0x20 || b == 0x7f => return Err(PathError::ControlCharacter),
+            _ => {
+                // The raw path is ASCII (hyper refuses anything else); copy the byte as a char.
+                out.push(char::from(b));
+                i += 1;
+                continue;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut previous_slash = false;
+    for c in path.chars() {
+        if c == '/' && previous_slash {
+            continue;
+        }
+        previous_slash = c == '/';
+        out.push(c);
+    }
+    out
+}
+
+/// RFC 3986 section 5.2.4 for an absolute path, refusing `..` above the root instead of
+/// silently dropping it.
+fn remove_dot_segments(path: &str) -> Result<String, PathError> {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = path.split('/').skip(1).peekable();
+    let mut trailing_slash = false;
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        match segment {
+            "." => trailing_slash = last,
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                trailing_slash = last;
+            }
+            s => {
+                segments.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, PathError> {
+        normalize(p).map(|n| n.path)
+    }
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        for p in ["/", "/a", "/a/", "/a/b.json", "/a/b%20c", "/tools/x/y?"] {
+            assert_eq!(norm(p).unwrap(), p, "{p}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_resolved() {
+        assert_eq!(norm("/a/../b").unwrap(), "/b");
+        assert_eq!(norm("/a/./b").unwrap(), "/a/b");
+        assert_eq!(norm("/a/b/..").unwrap(), "/a/");
+        assert_eq!(norm("/a/b/.").unwrap(), "/a/b/");
+        assert_eq!(norm("/a/%2e%2e/b").unwrap(), "/b");
+        assert_eq!(norm("/a/%2E./b").unwrap(), "/b");
+        assert_eq!(norm("/a/.%2e").unwrap(), "/");
+    }
+
+    #[test]
+    fn slashes_are_merged() {
+        assert_eq!(norm("//a///b//").unwrap(), "/a/b/");
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_upper_cased() {
+        assert_eq!(norm("/%61%7e/%3a%3A").unwrap(), "/a~/%3A%3A");
+    }
+
+    #[test]
+    fn dangerous_paths_are_refused() {
+        assert_eq!(norm("/a%2fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a%2F..%2Fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a%5cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a\\b"), Err(PathError::EncodedSeparator));
+        assert_eq!(norm("/a%00"), Err(PathError::ControlCharacter));
+        assert_eq!(norm("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(norm("/a%2"), Err(PathError::BadEscape));
+        assert_eq!(norm("/.."), Err(PathError::AboveRoot));
+        assert_eq!(norm("/a/../../b"), Err(PathError::AboveRoot));
+        assert_eq!(norm("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn unresolved_form_is_kept_for_prefix_checks() {
+        let n = normalize("/tools/x/../y").unwrap();
+        assert_eq!(n.unresolved, "/tools/x/../y");
+        assert!(n.had_dot_segments());
+        assert!(!normalize("/tools/x/y").unwrap().had_dot_segments());
+    }
+}

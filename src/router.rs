@@ -1,0 +1,28 @@
+//! The top of the `listen` address: reserved paths (`/identities/...`, `/.well-known/...`) go to
+//! keygate's own endpoints and are never routed; everything else goes to the proxy.
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::error::ProxyError;
+use crate::proxy::{self, ConnInfo};
+use crate::state::AppState;
+
+pub async fn dispatch(
+    state: &AppState,
+    request: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let path = request.uri().path();
+    if is_reserved(path) {
+        // The identity API and keygate's JWKS live here; until they exist, nothing does.
+        return ProxyError::NoRoute.into_response();
+    }
+    proxy::handle(state, request, conn).await
+}
+
+/// Paths keygate keeps for itself, whatever the routes say.
+pub fn is_reserved(path: &str) -> bool {
+    path.starts_with("/identities/") || path.starts_with("/.well-known/") || path == "/identities"
+}

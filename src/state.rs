@@ -1,0 +1,157 @@
+//! The gateway's shared state: the live [`Runtime`] (compiled config) behind an `ArcSwap`, so a
+//! reload swaps it atomically while in-flight requests finish on the one they started with, plus
+//! what outlives reloads (metrics, the default upstream client, readiness).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::proxy::route::{Route, RouteTable};
+use crate::proxy::upstream::{self, UpstreamClient};
+use crate::tls::TlsError;
+
+/// Why the gateway could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid config:\n{0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Everything compiled from one config file.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub routes: RouteTable,
+}
+
+/// Cheap to clone; one per gateway.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: ArcSwap<Runtime>,
+    metrics: Metrics,
+    default_client: UpstreamClient,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let metrics = Metrics::new()?;
+        let default_client = upstream::client(None)?;
+        let runtime = build_runtime(config, &metrics, &default_client)?;
+        Ok(AppState {
+            shared: Arc::new(Shared {
+                runtime: ArcSwap::from_pointee(runtime),
+                metrics,
+                default_client,
+                ready: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The runtime as of now; hold it for the whole request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.ready.store(ready, Ordering::Release);
+    }
+
+    /// Re-reads the config file and swaps it in; on any error the old config keeps serving.
+    pub fn reload(&self) -> Result<(), StartError> {
+        let current = self.runtime();
+        let result = config::load(&current.config.source)
+            .map_err(StartError::from)
+            .and_then(|loaded| {
+                for warning in &loaded.warnings {
+                    tracing::warn!(%warning, "config warning");
+                }
+                let new = &loaded.config.server;
+                let old = &current.config.server;
+                if new.listen != old.listen
+                    || new.admin_listen != old.admin_listen
+                    || new.tls.is_some() != old.tls.is_some()
+                {
+                    tracing::warn!(
+                        "listen addresses and TLS on/off take effect only after a restart"
+                    );
+                }
+                build_runtime(
+                    loaded.config,
+                    &self.shared.metrics,
+                    &self.shared.default_client,
+                )
+            });
+        let metrics = &self.shared.metrics;
+        match result {
+            Ok(runtime) => {
+                self.shared.runtime.store(Arc::new(runtime));
+                metrics
+                    .config_reloads_total
+                    .with_label_values(&["success"])
+                    .inc();
+                metrics.config_last_reload_success.set(1);
+                Ok(())
+            }
+            Err(e) => {
+                metrics
+                    .config_reloads_total
+                    .with_label_values(&["failure"])
+                    .inc();
+                metrics.config_last_reload_success.set(0);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn build_runtime(
+    config: Config,
+    metrics: &Metrics,
+    default_client: &UpstreamClient,
+) -> Result<Runtime, StartError> {
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        let client = match &route.ca_file {
+            Some(ca) => upstream::client(Some(ca))?,
+            None => default_client.clone(),
+        };
+        routes.push(Arc::new(Route::new(
+            route.clone(),
+            client,
+            metrics
+                .request_duration
+                .with_label_values(&[route.name.as_str()]),
+            metrics
+                .upstream_duration
+                .with_label_values(&[route.name.as_str()]),
+        )));
+    }
+    Ok(Runtime {
+        config: Arc::new(config),
+        routes: RouteTable::new(routes),
+    })
+}

@@ -1,0 +1,8 @@
+//! keygate's integration tests: one binary, real sockets, keygate booted from TOML text.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod check;
+mod common;
+mod lifecycle;
+mod proxy;
+mod tls;
