@@ -42,12 +42,38 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_already_normal(raw) {
+        return Ok(NormalizedPath {
+            path: raw.to_string(),
+            unresolved: raw.to_string(),
+        });
+    }
     let decoded = decode_unreserved(raw)?;
     let merged = merge_slashes(&decoded);
     let path = remove_dot_segments(&merged)?;
     Ok(NormalizedPath {
         path,
         unresolved: merged,
+    })
+}
+
+/// The common case, checked in one pass: no escapes, backslashes, control characters, empty
+/// segments or dot segments.
+fn is_already_normal(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' | b'\\' => false,
+        b if b < 0x20 || b == 0x7f => false,
+        b'/' => !matches!(bytes.get(i + 1), Some(b'/')),
+        b'.' => {
+            let starts_segment = bytes.get(i.wrapping_sub(1)) == Some(&b'/');
+            let rest = &bytes[i + 1..];
+            let dot_segment = rest.is_empty()
+                || rest[0] == b'/'
+                || (rest[0] == b'.' && (rest.len() == 1 || rest[1] == b'/'));
+            !(starts_segment && dot_segment)
+        }
+        _ => true,
     })
 }
 
@@ -171,6 +197,38 @@ mod tests {
     #[test]
     fn unreserved_escapes_are_decoded_and_others_upper_cased() {
         assert_eq!(norm("/%61%7e/%3a%3A").unwrap(), "/a~/%3A%3A");
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_one() {
+        for p in [
+            "/a/b",
+            "/a.b/.c/d..",
+            "/a/./b",
+            "/a/../b",
+            "/a//b",
+            "/.",
+            "/..",
+            "/a/.",
+            "/a/..",
+            "/%2e",
+            "/a\\b",
+            "/.a",
+            "/a./",
+        ] {
+            let fast = is_already_normal(p);
+            let full =
+                remove_dot_segments(&merge_slashes(&decode_unreserved(p).unwrap_or_default())).ok();
+            if fast {
+                assert_eq!(full.as_deref(), Some(p), "{p}");
+            }
+        }
+        assert!(is_already_normal(
+            "/tools/confluence/wiki/rest/api/content/12345"
+        ));
+        assert!(!is_already_normal("/a/./b"));
+        assert!(!is_already_normal("/a/.."));
+        assert!(!is_already_normal("/a//b"));
     }
 
     #[test]

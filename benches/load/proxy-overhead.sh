@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Loopback load run: the bench upstream direct vs through keygate (no auth), same wrk settings,
+# alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
+# Prints requests/s, p50, p99 for each, and keygate's CPU time per request.
+#   benches/load/proxy-overhead.sh [seconds=10] [connections=32] [rounds=3]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_PER_RUN=${1:-10}
+CONNECTIONS=${2:-32}
+ROUNDS=${3:-3}
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release --quiet --bin keygate --example bench-upstream
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat > "$work/routes.toml" <<TOML
+[server]
+listen = "127.0.0.1:18080"
+admin_listen = "127.0.0.1:19090"
+[audit]
+path = "-"
+[[routes]]
+name = "bench"
+path_prefix = "/tools/bench/"
+upstream = "http://127.0.0.1:19100/"
+TOML
+
+taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
+RUST_LOG=warn taskset -c 0 target/release/keygate serve --config "$work/routes.toml" &
+KEYGATE_PID=$!
+for _ in $(seq 100); do curl -sf localhost:19090/readyz >/dev/null && break; sleep 0.1; done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # name url
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$2")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local total
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$1 $rps $p50 $p99 $total"
+}
+
+printf '%-8s %-6s %12s %10s %10s %14s\n' round target "requests/s" p50 p99 "cpu µs/req"
+for round in $(seq "$ROUNDS"); do
+  read -r name rps p50 p99 _ < <(run direct "http://127.0.0.1:19100/x")
+  printf '%-8s %-6s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "-"
+  before=$(cpu_ticks "$KEYGATE_PID")
+  read -r name rps p50 p99 total < <(run keygate "http://127.0.0.1:18080/tools/bench/x")
+  after=$(cpu_ticks "$KEYGATE_PID")
+  hz=$(getconf CLK_TCK)
+  cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$total" 'BEGIN {printf "%.1f", (a-b)/hz/n*1e6}')
+  printf '%-8s %-6s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
+done

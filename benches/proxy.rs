@@ -1,0 +1,116 @@
+//! The proxy's request path without authentication: path normalisation, route matching, and a
+//! whole request through an in-process keygate to a local upstream (compared with the upstream
+//! reached directly).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use keygate::{Gateway, config};
+use tokio::sync::mpsc;
+
+fn normalisation(c: &mut Criterion) {
+    c.bench_function("path/normalize/plain", |b| {
+        b.iter(|| {
+            keygate::proxy::path::normalize(black_box(
+                "/tools/confluence/wiki/rest/api/content/12345",
+            ))
+        })
+    });
+    c.bench_function("path/normalize/dots-and-escapes", |b| {
+        b.iter(|| {
+            keygate::proxy::path::normalize(black_box(
+                "/tools/confluence/./wiki/%7Euser/../rest//api",
+            ))
+        })
+    });
+}
+
+fn many_routes_config() -> String {
+    let mut toml = String::from("[server]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"-\"\n");
+    for i in 0..50 {
+        toml.push_str(&format!(
+            "[[routes]]\nname = \"r{i}\"\npath_prefix = \"/tools/tool{i}/\"\nupstream = \"http://127.0.0.1:9/\"\n"
+        ));
+    }
+    toml
+}
+
+fn route_matching(c: &mut Criterion) {
+    let loaded =
+        config::load_str(std::path::Path::new("bench.toml"), &many_routes_config()).unwrap();
+    let state = keygate::state::AppState::new(loaded.config).unwrap();
+    let runtime = state.runtime();
+    c.bench_function("route/find/50-routes", |b| {
+        b.iter(|| {
+            runtime
+                .routes
+                .find(None, black_box("/tools/tool37/some/path"))
+                .is_some()
+        })
+    });
+}
+
+async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn whole_request(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (upstream, gateway) = rt.block_on(async {
+        let upstream = start_upstream().await;
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"-\"\n[[routes]]\nname = \"b\"\npath_prefix = \"/tools/b/\"\nupstream = \"http://{upstream}/\"\n"
+        );
+        let loaded = config::load_str(std::path::Path::new("bench.toml"), &toml).unwrap();
+        let gateway = Gateway::bind(loaded.config).await.unwrap();
+        let addr = gateway.proxy_addr().unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(gateway.run(rx));
+        std::mem::forget(tx);
+        (upstream, addr)
+    });
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut group = c.benchmark_group("request");
+    for (name, url) in [
+        ("direct", format!("http://{upstream}/x")),
+        ("through-keygate", format!("http://{gateway}/tools/b/x")),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let response = client
+                    .request(Request::get(url.as_str()).body(Empty::new()).unwrap())
+                    .await
+                    .unwrap();
+                response.into_body().collect().await.unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, normalisation, route_matching, whole_request);
+criterion_main!(benches);
