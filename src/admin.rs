@@ -13,8 +13,7 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/readyz" => readiness(state),
         "/metrics" => {
             let mut response = Response::new(body::full(state.metrics().encode()));
             response.headers_mut().insert(
@@ -25,6 +24,35 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Ready once serving. Authorizers still without keys are named in the body but do not fail
+/// readiness: one IdP outage must not take the whole pod out of service.
+fn readiness(state: &AppState) -> Response<Body> {
+    if !state.is_ready() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
+    }
+    let runtime = state.runtime();
+    let mut waiting: Vec<&str> = runtime
+        .authorizers
+        .values()
+        .filter(|a| !a.has_keys())
+        .map(|a| a.name())
+        .collect();
+    if waiting.is_empty() {
+        return text(StatusCode::OK, "ready\n");
+    }
+    waiting.sort_unstable();
+    let body = format!(
+        "ready\nauthorizers without signing keys yet: {}\n",
+        waiting.join(", ")
+    );
+    let mut response = Response::new(body::full(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn text(status: StatusCode, message: &'static str) -> Response<Body> {

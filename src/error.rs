@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::body::{self, Body};
+use crate::inbound::AuthError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -14,6 +15,8 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("no route matches")]
     NoRoute,
+    #[error("caller not accepted: {0}")]
+    Auth(#[from] AuthError),
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -26,8 +29,13 @@ impl ProxyError {
     /// The `error` code of the JSON body; also the metric and log reason.
     pub fn code(&self) -> &'static str {
         match self {
-            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BadRequest(_) | ProxyError::Auth(AuthError::MultipleCredentials) => {
+                "bad_request"
+            }
             ProxyError::NoRoute => "no_route",
+            ProxyError::Auth(AuthError::Missing) => "unauthorized",
+            ProxyError::Auth(e) if e.is_forbidden() => "insufficient_scope",
+            ProxyError::Auth(_) => "invalid_token",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Internal(_) => "internal_error",
@@ -36,8 +44,12 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::Auth(AuthError::MultipleCredentials) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ProxyError::Auth(_) => StatusCode::UNAUTHORIZED,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -48,15 +60,43 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(reason) => reason,
             ProxyError::NoRoute => "no route matches this request",
+            ProxyError::Auth(AuthError::Missing) => "a Bearer token is required",
+            ProxyError::Auth(AuthError::MultipleCredentials) => {
+                "present exactly one credential, in the Authorization header"
+            }
+            ProxyError::Auth(e) if e.is_forbidden() => {
+                "the token does not grant access to this route"
+            }
+            ProxyError::Auth(_) => "the token is not valid for this route",
             ProxyError::UpstreamUnavailable(_) => "the upstream could not be reached",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
             ProxyError::Internal(_) => "keygate failed to handle the request",
         }
     }
 
+    /// The `WWW-Authenticate` challenge, for authentication failures (RFC 6750 section 3).
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::Auth(AuthError::MultipleCredentials) => None,
+            ProxyError::Auth(AuthError::Missing) => Some(r#"Bearer realm="keygate""#),
+            ProxyError::Auth(e) if e.is_forbidden() => {
+                Some(r#"Bearer realm="keygate", error="insufficient_scope""#)
+            }
+            ProxyError::Auth(_) => Some(r#"Bearer realm="keygate", error="invalid_token""#),
+            _ => None,
+        }
+    }
+
     pub fn into_response(self) -> Response<Body> {
         let body = json!({ "error": self.code(), "error_description": self.description() });
-        json_response(self.status(), &body)
+        let mut response = json_response(self.status(), &body);
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }
 

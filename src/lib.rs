@@ -7,6 +7,7 @@
 //! - [`config`]: `routes.toml`, validated and compiled into runtime types.
 //! - [`server`]: listeners, TLS, HTTP/1.1 and HTTP/2, limits, reload and graceful drain.
 //! - [`router`]: reserved paths versus proxied ones.
+//! - [`inbound`]: who is calling: JWT authorizers over OIDC discovery, workload access tokens.
 //! - [`proxy`]: route matching, path normalisation, header rewriting, forwarding.
 //! - [`error`]: the proxy's own responses, produced in one place.
 //! - [`admin`], [`metrics`]: health, readiness and Prometheus metrics.
@@ -16,7 +17,9 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod fsutil;
+pub mod inbound;
 pub mod metrics;
 pub mod proxy;
 pub mod router;

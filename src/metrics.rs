@@ -15,6 +15,7 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success: IntGauge,
     pub connections_open: IntGauge,
+    pub inbound_auth_failures_total: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -59,6 +60,13 @@ impl Metrics {
             "keygate_connections_open",
             "Open client connections on the proxy listener.",
         )?;
+        let inbound_auth_failures_total = IntCounterVec::new(
+            Opts::new(
+                "keygate_inbound_auth_failures_total",
+                "Callers refused, by reason.",
+            ),
+            &["reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keygate_build_info",
@@ -77,6 +85,7 @@ impl Metrics {
         registry.register(Box::new(config_reloads_total.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(inbound_auth_failures_total.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -86,6 +95,7 @@ impl Metrics {
             config_reloads_total,
             config_last_reload_success,
             connections_open,
+            inbound_auth_failures_total,
         })
     }
 

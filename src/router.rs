@@ -1,11 +1,11 @@
 //! The top of the `listen` address: reserved paths (`/identities/...`, `/.well-known/...`) go to
 //! keygate's own endpoints and are never routed; everything else goes to the proxy.
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::error::ProxyError;
+use crate::error::{ProxyError, json_response};
 use crate::proxy::{self, ConnInfo};
 use crate::state::AppState;
 
@@ -15,8 +15,11 @@ pub async fn dispatch(
     conn: ConnInfo,
 ) -> Response<Body> {
     let path = request.uri().path();
+    if path == "/.well-known/jwks.json" {
+        return json_response(StatusCode::OK, &state.workload_tokens().jwks());
+    }
     if is_reserved(path) {
-        // The identity API and keygate's JWKS live here; until they exist, nothing does.
+        // The identity API lives here; until it exists, nothing does.
         return ProxyError::NoRoute.into_response();
     }
     proxy::handle(state, request, conn).await

@@ -2,12 +2,16 @@
 //! reload swaps it atomically while in-flight requests finish on the one they started with, plus
 //! what outlives reloads (metrics, the default upstream client, readiness).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
+use crate::inbound::jwks::KeySource;
+use crate::inbound::workload_token::SigningKeyError;
+use crate::inbound::{Authorizer, WorkloadTokens};
 use crate::metrics::Metrics;
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::upstream::{self, UpstreamClient};
@@ -27,12 +31,18 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
 }
+
+/// Verified-token cache entries per authorizer.
+const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
 
 /// Everything compiled from one config file.
 pub struct Runtime {
     pub config: Arc<Config>,
     pub routes: RouteTable,
+    pub authorizers: HashMap<String, Arc<Authorizer>>,
 }
 
 /// Cheap to clone; one per gateway.
@@ -46,19 +56,29 @@ struct Shared {
     metrics: Metrics,
     default_client: UpstreamClient,
     ready: AtomicBool,
+    workload_tokens: Arc<WorkloadTokens>,
+    /// One key source per discovery URL, kept across reloads so keys are not refetched.
+    key_sources: Mutex<HashMap<String, Arc<KeySource>>>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
         let default_client = upstream::client(None)?;
-        let runtime = build_runtime(config, &metrics, &default_client)?;
+        let workload_tokens = Arc::new(WorkloadTokens::load_or_create(
+            &config.data_dir.join("workload-token-signing.key"),
+            config.server.public_url.as_str(),
+        )?);
+        let key_sources = Mutex::new(HashMap::new());
+        let runtime = build_runtime(config, &metrics, &default_client, &key_sources)?;
         Ok(AppState {
             shared: Arc::new(Shared {
                 runtime: ArcSwap::from_pointee(runtime),
                 metrics,
                 default_client,
                 ready: AtomicBool::new(false),
+                workload_tokens,
+                key_sources,
             }),
         })
     }
@@ -70,6 +90,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    pub fn workload_tokens(&self) -> &WorkloadTokens {
+        &self.shared.workload_tokens
     }
 
     pub fn is_ready(&self) -> bool {
@@ -103,6 +127,7 @@ impl AppState {
                     loaded.config,
                     &self.shared.metrics,
                     &self.shared.default_client,
+                    &self.shared.key_sources,
                 )
             });
         let metrics = &self.shared.metrics;
@@ -132,7 +157,9 @@ fn build_runtime(
     config: Config,
     metrics: &Metrics,
     default_client: &UpstreamClient,
+    key_sources: &Mutex<HashMap<String, Arc<KeySource>>>,
 ) -> Result<Runtime, StartError> {
+    let authorizers = build_authorizers(&config, default_client, key_sources);
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let client = match &route.ca_file {
@@ -153,5 +180,45 @@ fn build_runtime(
     Ok(Runtime {
         config: Arc::new(config),
         routes: RouteTable::new(routes),
+        authorizers,
     })
+}
+
+/// Authorizers for the config, sharing key sources (and so fetched keys) by discovery URL with
+/// the previous config. Sources no authorizer names any more are dropped, which stops their
+/// background refresh.
+fn build_authorizers(
+    config: &Config,
+    client: &UpstreamClient,
+    key_sources: &Mutex<HashMap<String, Arc<KeySource>>>,
+) -> HashMap<String, Arc<Authorizer>> {
+    let mut sources = key_sources
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut kept = HashMap::new();
+    let mut authorizers = HashMap::new();
+    for authorizer in &config.authorizers {
+        let url = authorizer.discovery_url.to_string();
+        let source = match sources.get(&url) {
+            Some(source) => source.clone(),
+            None => {
+                let source = KeySource::new(authorizer.discovery_url.clone(), client.clone());
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    source.spawn_refresher();
+                }
+                source
+            }
+        };
+        kept.insert(url, source.clone());
+        authorizers.insert(
+            authorizer.name.clone(),
+            Arc::new(Authorizer::new(
+                authorizer.clone(),
+                source,
+                VERIFIED_CACHE_CAPACITY,
+            )),
+        );
+    }
+    *sources = kept;
+    authorizers
 }

@@ -25,6 +25,8 @@ pub use secret::{SecretError, SecretSource};
 pub struct Config {
     /// The file this was read from.
     pub source: PathBuf,
+    /// Where keygate keeps local state (the SQLite store's folder, else `data/` beside the config).
+    pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub vault: VaultConfig,
     pub audit: AuditConfig,

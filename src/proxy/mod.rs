@@ -15,11 +15,21 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
+use crate::config::Flow;
 use crate::error::ProxyError;
+use crate::inbound::{self, Caller};
 use crate::state::{AppState, Runtime};
 use route::{Route, host_without_port};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+/// Headers keygate sets to describe the caller to upstreams; whatever a client sends under
+/// this prefix is removed first.
+const CALLER_HEADER_PREFIX: &str = "x-keygate-";
+static X_KEYGATE_WORKLOAD: header::HeaderName =
+    header::HeaderName::from_static("x-keygate-workload");
+static X_KEYGATE_USER: header::HeaderName = header::HeaderName::from_static("x-keygate-user");
+static X_KEYGATE_USER_ISSUER: header::HeaderName =
+    header::HeaderName::from_static("x-keygate-user-issuer");
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -42,11 +52,22 @@ pub async fn handle(
     let raw_path = request.uri().path().to_string();
     let mut matched: Option<Arc<Route>> = None;
 
-    let result = forward(&runtime, request, conn, &request_id, &mut matched).await;
+    let result = forward(state, &runtime, request, conn, &request_id, &mut matched).await;
     let (mut response, reason) = match result {
         Ok(response) => (response, None),
         Err(error) => {
-            tracing::debug!(request_id, %error, "request refused");
+            if let ProxyError::Auth(auth) = &error {
+                state
+                    .metrics()
+                    .inbound_auth_failures_total
+                    .with_label_values(&[auth.reason()])
+                    .inc();
+            }
+            if error.status().is_server_error() {
+                tracing::warn!(request_id, %error, "request failed");
+            } else {
+                tracing::debug!(request_id, %error, "request refused");
+            }
             let code = error.code();
             (error.into_response(), Some(code))
         }
@@ -80,6 +101,7 @@ pub async fn handle(
 }
 
 async fn forward(
+    state: &AppState,
     runtime: &Runtime,
     request: Request<Incoming>,
     conn: ConnInfo,
@@ -117,7 +139,12 @@ async fn forward(
     let route = route.ok_or(ProxyError::NoRoute)?;
     *matched = Some(route.clone());
 
-    // 3. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream.
+    // 3. Caller: one Bearer token, a user JWT for the route's authorizer or a workload access
+    //    token of ours. Before anything reaches the upstream.
+    let caller = authenticate(state, runtime, route, &parts).await?;
+
+    // 4. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream,
+    //    the inbound credential out (unless passed through), the caller described.
     let original_host = parts
         .headers
         .get(header::HOST)
@@ -135,13 +162,22 @@ async fn forward(
         conn.tls,
         original_host.as_ref(),
     );
+    let passthrough = route
+        .config
+        .credential
+        .as_ref()
+        .is_some_and(|c| c.flow == Flow::Passthrough);
+    if !passthrough {
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    describe_caller(&mut parts.headers, &caller);
     if let Ok(value) = HeaderValue::from_str(request_id) {
         parts.headers.insert(X_REQUEST_ID.clone(), value);
     }
     // The pooled client picks HTTP/1.1 or HTTP/2 per upstream connection (ALPN).
     parts.version = Version::HTTP_11;
 
-    // 4. Forward, bounded by the route's timeout up to the response headers; the body streams.
+    // 5. Forward, bounded by the route's timeout up to the response headers; the body streams.
     let sent = Instant::now();
     let upstream_request = Request::from_parts(parts, body::stream(body));
     let response =
@@ -156,6 +192,60 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(parts, body::stream(body)))
+}
+
+async fn authenticate(
+    state: &AppState,
+    runtime: &Runtime,
+    route: &Route,
+    parts: &http::request::Parts,
+) -> Result<Caller, ProxyError> {
+    let token = inbound::bearer_token(&parts.headers, parts.uri.query())?;
+    let authorizer = match &route.config.authorizer {
+        Some(name) => Some(
+            runtime
+                .authorizers
+                .get(name)
+                .ok_or_else(|| {
+                    ProxyError::Internal(format!("authorizer {name} missing from the runtime"))
+                })?
+                .as_ref(),
+        ),
+        None => None,
+    };
+    let caller = inbound::authenticate(
+        token,
+        authorizer,
+        route.config.workload.as_deref(),
+        state.workload_tokens(),
+    )
+    .await?;
+    Ok(caller)
+}
+
+/// Replaces any client-sent `x-keygate-*` headers with the authenticated caller's identity.
+fn describe_caller(headers: &mut header::HeaderMap, caller: &Caller) {
+    let spoofed: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(CALLER_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    let values = [
+        (&X_KEYGATE_WORKLOAD, caller.workload.as_deref()),
+        (&X_KEYGATE_USER, caller.user.as_ref().map(|u| u.id.as_str())),
+        (
+            &X_KEYGATE_USER_ISSUER,
+            caller.user.as_ref().and_then(|u| u.issuer.as_deref()),
+        ),
+    ];
+    for (name, value) in values {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name.clone(), value);
+        }
+    }
 }
 
 /// The authority the client addressed: the `Host` header, else the URI's (HTTP/2 `:authority`).

@@ -24,6 +24,9 @@ pub type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// A keygate running in this process.
 pub struct TestGateway {
+    /// A workload access token for `test-agent`, acting for no user.
+    pub token: String,
+    pub state: keygate::state::AppState,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
@@ -56,9 +59,17 @@ impl TestGateway {
         let gateway = Gateway::bind(loaded.config).await.unwrap();
         let addr = gateway.proxy_addr().unwrap();
         let admin = gateway.admin_addr().unwrap();
+        let token = gateway
+            .state()
+            .workload_tokens()
+            .issue("test-agent", None)
+            .unwrap();
+        let state = gateway.state().clone();
         let (control, rx) = mpsc::channel(4);
         let task = tokio::spawn(gateway.run(rx));
         TestGateway {
+            token,
+            state,
             addr,
             admin,
             dir,
@@ -72,6 +83,28 @@ impl TestGateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `Bearer <workload access token>`.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// A GET through the proxy with the test workload's token.
+    pub async fn get(&self, path: &str) -> (StatusCode, http::HeaderMap, String) {
+        let request = Request::get(self.url(path))
+            .header("authorization", self.bearer())
+            .body(full(""))
+            .unwrap();
+        send(&http_client(), request).await
+    }
+
+    /// A request builder for the proxy with the test workload's token set.
+    pub fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("authorization", self.bearer())
+    }
+
     /// Rewrites the config file and asks for a reload, as SIGHUP would.
     pub async fn reload_with(&self, toml: &str) {
         std::fs::write(
@@ -82,6 +115,11 @@ impl TestGateway {
         self.control.send(Control::Reload).await.unwrap();
         // The reload is handled in order; a request on the admin port after it is a barrier.
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// A fresh workload access token from this gateway for `workload`.
+    pub fn state_token(&self, workload: &str) -> String {
+        self.state.workload_tokens().issue(workload, None).unwrap()
     }
 
     pub async fn shutdown(self) {
@@ -135,6 +173,8 @@ impl Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub release_sse: Arc<Notify>,
+    /// Requests received so far.
+    pub hits: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -147,6 +187,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let release_sse = Arc::new(Notify::new());
         let release = release_sse.clone();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             loop {
@@ -155,8 +197,12 @@ impl Upstream {
                 };
                 let release = release.clone();
                 let acceptor = acceptor.clone();
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| upstream_handler(req, release.clone()));
+                    let service = service_fn(move |req| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        upstream_handler(req, release.clone())
+                    });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match acceptor {
@@ -177,7 +223,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, release_sse }
+        Upstream {
+            addr,
+            release_sse,
+            hits,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -272,6 +322,15 @@ pub async fn send(
     )
 }
 
+/// A GET with `Authorization: Bearer {token}`.
+pub async fn get_auth(url: &str, token: &str) -> (StatusCode, http::HeaderMap, String) {
+    let request = Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(full(""))
+        .unwrap();
+    send(&http_client(), request).await
+}
+
 pub async fn get(url: &str) -> (StatusCode, http::HeaderMap, String) {
     let request = Request::get(url).body(full("")).unwrap();
     send(&http_client(), request).await
@@ -317,6 +376,16 @@ pub fn dev_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         dir.join("server.crt"),
         dir.join("server.key"),
     )
+}
+
+/// A workload access token signed with the key a keygate process keeps in `data_dir`.
+pub fn mint_token(data_dir: &Path, public_url: &str, workload: &str) -> String {
+    let tokens = keygate::inbound::WorkloadTokens::load_or_create(
+        &data_dir.join("workload-token-signing.key"),
+        public_url,
+    )
+    .unwrap();
+    tokens.issue(workload, None).unwrap()
 }
 
 /// The path of the built `keygate` binary.

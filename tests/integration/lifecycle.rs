@@ -30,7 +30,7 @@ async fn admin_endpoints_answer() {
     let (status, _, _) = get(&format!("http://{}/nope", gw.admin)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The admin port never proxies, and the proxy port never serves admin paths.
-    let (status, _, _) = get(&gw.url("/metrics")).await;
+    let (status, _, _) = gw.get("/metrics").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -43,7 +43,7 @@ async fn reload_swaps_good_config_and_keeps_old_one_on_bad() {
         route("old", "/old/", &upstream.url())
     );
     let gw = TestGateway::start(&first).await;
-    assert_eq!(get(&gw.url("/old/x")).await.0, StatusCode::OK);
+    assert_eq!(gw.get("/old/x").await.0, StatusCode::OK);
 
     let second = format!(
         "{}{}",
@@ -51,12 +51,12 @@ async fn reload_swaps_good_config_and_keeps_old_one_on_bad() {
         route("new", "/new/", &upstream.url())
     );
     gw.reload_with(&second).await;
-    assert_eq!(get(&gw.url("/new/x")).await.0, StatusCode::OK);
-    assert_eq!(get(&gw.url("/old/x")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(gw.get("/new/x").await.0, StatusCode::OK);
+    assert_eq!(gw.get("/old/x").await.0, StatusCode::NOT_FOUND);
 
     gw.reload_with("[server]\nlisten = \"not an address\"\n")
         .await;
-    assert_eq!(get(&gw.url("/new/x")).await.0, StatusCode::OK);
+    assert_eq!(gw.get("/new/x").await.0, StatusCode::OK);
     let metrics = gw.metrics().await;
     assert!(
         metrics.contains("keygate_config_last_reload_success 0"),
@@ -82,13 +82,14 @@ async fn in_flight_requests_finish_on_the_config_they_started_with() {
     );
     let gw = TestGateway::start(&first).await;
     let url = gw.url("/s/slow/800");
-    let in_flight = tokio::spawn(async move { get(&url).await });
+    let token = gw.token.clone();
+    let in_flight = tokio::spawn(async move { get_auth(&url, &token).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     gw.reload_with(server_block()).await;
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "slow done");
-    assert_eq!(get(&gw.url("/s/slow/1")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(gw.get("/s/slow/1").await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -101,7 +102,8 @@ async fn shutdown_drains_in_flight_requests() {
     ))
     .await;
     let url = gw.url("/s/slow/700");
-    let in_flight = tokio::spawn(async move { get(&url).await });
+    let token = gw.token.clone();
+    let in_flight = tokio::spawn(async move { get_auth(&url, &token).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let addr = gw.addr;
     gw.shutdown().await;
@@ -123,6 +125,7 @@ fn free_port() -> u16 {
 
 struct Process {
     child: tokio::process::Child,
+    token: String,
     addr: String,
     admin: String,
 }
@@ -142,8 +145,10 @@ impl Process {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let process = Process {
+        let public_url = format!("http://127.0.0.1:{port}");
+        let mut process = Process {
             child,
+            token: String::new(),
             addr: format!("127.0.0.1:{port}"),
             admin: format!("127.0.0.1:{admin_port}"),
         };
@@ -160,6 +165,7 @@ impl Process {
             .await
                 && response.status() == StatusCode::OK
             {
+                process.token = mint_token(&dir.join("data"), &public_url, "test-agent");
                 return process;
             }
             assert!(Instant::now() < deadline, "keygate did not become ready");
@@ -184,10 +190,10 @@ impl Process {
     }
 }
 
-async fn wait_for_status(url: &str, want: StatusCode) {
+async fn wait_for_status(url: &str, token: &str, want: StatusCode) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if get(url).await.0 == want {
+        if get_auth(url, token).await.0 == want {
             return;
         }
         assert!(Instant::now() < deadline, "{url} never answered {want}");
@@ -201,15 +207,24 @@ async fn binary_reloads_on_sighup_and_rejects_a_bad_file() {
     let dir = tempfile::tempdir().unwrap();
     let process = Process::start(dir.path(), &route("old", "/old/", &upstream.url())).await;
     assert_eq!(
-        get(&format!("http://{}/old/x", process.addr)).await.0,
+        get_auth(&format!("http://{}/old/x", process.addr), &process.token)
+            .await
+            .0,
         StatusCode::OK
     );
 
     process.rewrite(dir.path(), &route("new", "/new/", &upstream.url()));
     process.signal("HUP");
-    wait_for_status(&format!("http://{}/new/x", process.addr), StatusCode::OK).await;
+    wait_for_status(
+        &format!("http://{}/new/x", process.addr),
+        &process.token,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(
-        get(&format!("http://{}/old/x", process.addr)).await.0,
+        get_auth(&format!("http://{}/old/x", process.addr), &process.token)
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
 
@@ -226,7 +241,9 @@ async fn binary_reloads_on_sighup_and_rejects_a_bad_file() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        get(&format!("http://{}/new/x", process.addr)).await.0,
+        get_auth(&format!("http://{}/new/x", process.addr), &process.token)
+            .await
+            .0,
         StatusCode::OK
     );
 }
@@ -237,7 +254,8 @@ async fn binary_drains_on_sigterm_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut process = Process::start(dir.path(), &route("slow", "/s/", &upstream.url())).await;
     let url = format!("http://{}/s/slow/1000", process.addr);
-    let in_flight = tokio::spawn(async move { get(&url).await });
+    let token = process.token.clone();
+    let in_flight = tokio::spawn(async move { get_auth(&url, &token).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     process.signal("TERM");
     let (status, _, body) = in_flight.await.unwrap();

@@ -3,6 +3,8 @@
 
 mod check;
 mod common;
+mod fake_idp;
+mod inbound;
 mod lifecycle;
 mod proxy;
 mod tls;

@@ -59,7 +59,12 @@ ca_file = "{ca}"
     for http2 in [false, true] {
         let client = tls_client(&ca, http2);
         let response = client
-            .request(Request::get(&url).body(full("")).unwrap())
+            .request(
+                Request::get(&url)
+                    .header("authorization", gw.bearer())
+                    .body(full(""))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let expected = if http2 {
@@ -92,7 +97,7 @@ async fn upstream_with_an_untrusted_certificate_is_502() {
         upstream.addr.port()
     );
     let gw = TestGateway::start(&toml).await;
-    let (status, _, body) = get(&gw.url("/u/x")).await;
+    let (status, _, body) = gw.get("/u/x").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(&body), "upstream_unavailable");
 }

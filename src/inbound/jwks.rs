@@ -1,0 +1,288 @@
+//! An IdP's signing keys, as a careful client keeps them: fetched from the discovery document's
+//! `jwks_uri`, swapped in whole, refreshed in the background before they go stale (honouring
+//! `Cache-Control: max-age` within bounds), and refreshed early for an unknown `kid` at most
+//! once per [`UNKNOWN_KID_INTERVAL`] and one at a time. When the IdP is down or answers garbage
+//! the keys already held keep working.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::fetch::{self, FetchError};
+use crate::proxy::upstream::UpstreamClient;
+
+/// Forced refreshes for unknown `kid`s: at most one per this interval (six a minute).
+pub const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
+const DEFAULT_REFRESH: Duration = Duration::from_secs(600);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// The kind of key, which decides the algorithms it may verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl KeyFamily {
+    pub fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, alg),
+            (
+                KeyFamily::Rsa,
+                RS256 | RS384 | RS512 | PS256 | PS384 | PS512
+            ) | (KeyFamily::P256, ES256)
+                | (KeyFamily::P384, ES384)
+                | (KeyFamily::Ed25519, EdDSA)
+        )
+    }
+}
+
+/// One verification key.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    /// The JWK's own `alg`, when it names one: then only that algorithm may use it.
+    pub alg: Option<Algorithm>,
+    pub family: KeyFamily,
+    pub key: DecodingKey,
+}
+
+impl VerifyKey {
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.family.fits(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+/// The keys and issuer from one successful fetch.
+pub struct KeySet {
+    pub issuer: String,
+    pub keys: Vec<VerifyKey>,
+    pub fetched_at: Instant,
+    pub refresh_after: Duration,
+}
+
+impl KeySet {
+    /// The key for a token's `kid` and `alg`. Without a `kid`, the one key that fits, if only one does.
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&VerifyKey> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .filter(|k| k.accepts(alg)),
+            None => {
+                let mut fitting = self.keys.iter().filter(|k| k.accepts(alg));
+                match (fitting.next(), fitting.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("discovery document: {0}")]
+    Discovery(&'static str),
+    #[error("JWKS holds no usable signing key")]
+    NoUsableKey,
+}
+
+/// Keys of one IdP, shared by every authorizer that names the same discovery URL.
+pub struct KeySource {
+    discovery_url: Url,
+    client: UpstreamClient,
+    current: ArcSwapOption<KeySet>,
+    /// Held while fetching; remembers when the last forced refresh started.
+    forced: Mutex<Option<Instant>>,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl KeySource {
+    pub fn new(discovery_url: Url, client: UpstreamClient) -> Arc<Self> {
+        Arc::new(KeySource {
+            discovery_url,
+            client,
+            current: ArcSwapOption::empty(),
+            forced: Mutex::new(None),
+            fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    pub fn discovery_url(&self) -> &Url {
+        &self.discovery_url
+    }
+
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    /// Completed fetch attempts (discovery + JWKS count as one), and failed ones.
+    pub fn fetch_counts(&self) -> (u64, u64) {
+        (
+            self.fetches.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Fetches discovery and JWKS now and swaps the keys in; on failure the old keys stay.
+    pub async fn refresh(&self) -> Result<Arc<KeySet>, KeysError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        match self.fetch().await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                self.current.store(Some(set.clone()));
+                Ok(set)
+            }
+            Err(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not refreshed; keeping the ones held");
+                Err(error)
+            }
+        }
+    }
+
+    /// Called for a `kid` the keys do not hold: refreshes unless another refresh is under way
+    /// (then waits for it) or one ran within [`UNKNOWN_KID_INTERVAL`]. Returns the keys to use.
+    pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> Option<Arc<KeySet>> {
+        let mut last = self.forced.lock().await;
+        // Someone else may have fetched while we waited for the lock.
+        if let (Some(current), Some(kid)) = (self.current(), kid)
+            && current.has_kid(kid)
+        {
+            return Some(current);
+        }
+        if last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_INTERVAL) {
+            return self.current();
+        }
+        *last = Some(Instant::now());
+        self.refresh().await.ok().or_else(|| self.current())
+    }
+
+    /// Keeps the keys fresh until the source is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut retry = Duration::from_secs(1);
+            loop {
+                let Some(source) = weak.upgrade() else { return };
+                let wait = match source.refresh().await {
+                    Ok(set) => {
+                        retry = Duration::from_secs(1);
+                        set.refresh_after
+                    }
+                    Err(_) => {
+                        let wait = retry;
+                        retry = (retry * 2).min(MAX_RETRY);
+                        wait
+                    }
+                };
+                drop(source);
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    async fn fetch(&self) -> Result<KeySet, KeysError> {
+        let discovery = fetch::get_json(&self.client, &self.discovery_url).await?;
+        let issuer = discovery
+            .json
+            .get("issuer")
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty())
+            .ok_or(KeysError::Discovery("no issuer"))?
+            .to_string();
+        let jwks_uri = discovery
+            .json
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or(KeysError::Discovery("no usable jwks_uri"))?;
+        let jwks = fetch::get_json(&self.client, &jwks_uri).await?;
+        let keys: Vec<VerifyKey> = jwks
+            .json
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|keys| keys.iter().filter_map(parse_jwk).collect())
+            .unwrap_or_default();
+        if keys.is_empty() {
+            return Err(KeysError::NoUsableKey);
+        }
+        let refresh_after = fetch::max_age(&jwks.headers)
+            .unwrap_or(DEFAULT_REFRESH)
+            .clamp(MIN_REFRESH, MAX_REFRESH);
+        Ok(KeySet {
+            issuer,
+            keys,
+            fetched_at: Instant::now(),
+            refresh_after,
+        })
+    }
+}
+
+/// A JWK usable for signature verification, or `None` (skipped, not fatal: IdPs publish
+/// encryption keys and algorithms keygate does not accept).
+pub fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
+    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if field("use").is_some_and(|u| u != "sig") {
+        return None;
+    }
+    let alg = match field("alg") {
+        Some(name) => {
+            let alg: Algorithm = name.parse().ok()?;
+            if !super::token::ALLOWED_ALGORITHMS.contains(&alg) {
+                return None;
+            }
+            Some(alg)
+        }
+        None => None,
+    };
+    let (family, key) = match (field("kty")?, field("crv")) {
+        ("RSA", _) => (
+            KeyFamily::Rsa,
+            DecodingKey::from_rsa_components(field("n")?, field("e")?).ok()?,
+        ),
+        ("EC", Some("P-256")) => (
+            KeyFamily::P256,
+            DecodingKey::from_ec_components(field("x")?, field("y")?).ok()?,
+        ),
+        ("EC", Some("P-384")) => (
+            KeyFamily::P384,
+            DecodingKey::from_ec_components(field("x")?, field("y")?).ok()?,
+        ),
+        ("OKP", Some("Ed25519")) => (
+            KeyFamily::Ed25519,
+            DecodingKey::from_ed_components(field("x")?).ok()?,
+        ),
+        _ => return None,
+    };
+    if alg.is_some_and(|a| !family.fits(a)) {
+        return None;
+    }
+    Some(VerifyKey {
+        kid: field("kid").map(str::to_string),
+        alg,
+        family,
+        key,
+    })
+}

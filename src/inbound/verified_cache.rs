@@ -1,0 +1,70 @@
+//! Tokens that passed verification, cached so a busy agent presenting the same JWT pays for the
+//! signature check once. Keyed by the SHA-256 of the whole token (never the token itself), and
+//! each entry expires with the token's `exp`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use moka::Expiry;
+use moka::sync::Cache;
+
+/// Longest an entry is kept, whatever its `exp`.
+const MAX_ENTRY_LIFETIME: Duration = Duration::from_secs(3600);
+
+pub type Digest = [u8; 32];
+
+pub fn digest(token: &str) -> Digest {
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hash.as_ref());
+    out
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A value with the `exp` it is valid until.
+pub trait Expiring {
+    fn exp(&self) -> u64;
+}
+
+struct UntilExp;
+
+impl<V: Expiring> Expiry<Digest, Arc<V>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _key: &Digest,
+        value: &Arc<V>,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = value.exp().saturating_sub(now_secs());
+        Some(Duration::from_secs(left).min(MAX_ENTRY_LIFETIME))
+    }
+}
+
+pub struct VerifiedCache<V> {
+    cache: Cache<Digest, Arc<V>>,
+}
+
+impl<V: Expiring + Send + Sync + 'static> VerifiedCache<V> {
+    pub fn new(capacity: u64) -> Self {
+        VerifiedCache {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilExp)
+                .build(),
+        }
+    }
+
+    /// The cached value, if the token has not expired (no leeway: the cache never extends a token).
+    pub fn get(&self, digest: &Digest) -> Option<Arc<V>> {
+        self.cache.get(digest).filter(|v| v.exp() > now_secs())
+    }
+
+    pub fn insert(&self, digest: Digest, value: Arc<V>) {
+        self.cache.insert(digest, value);
+    }
+}

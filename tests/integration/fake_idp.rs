@@ -1,0 +1,150 @@
+//! An in-process OpenID provider for faults the real one cannot show on cue: it publishes a
+//! discovery document and a JWKS (counting fetches), signs whatever header and claims a test
+//! asks for, rotates keys, and can go dark.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+
+use crate::common::{TestBody, full};
+
+pub struct SigningKey {
+    pub kid: String,
+    pair: EcdsaKeyPair,
+}
+
+impl SigningKey {
+    pub fn generate(kid: &str) -> SigningKey {
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        SigningKey {
+            kid: kid.to_string(),
+            pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap(),
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        let point = self.pair.public_key().as_ref();
+        json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        })
+    }
+
+    /// Signs exactly this header and payload (any JSON text, even malformed on purpose).
+    pub fn sign_raw(&self, header: &str, payload: &str) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = self
+            .pair
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .unwrap();
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        )
+    }
+}
+
+pub struct FakeIdp {
+    pub issuer: String,
+    pub jwks_fetches: Arc<AtomicUsize>,
+    keys: Arc<Mutex<Vec<Value>>>,
+    down: Arc<AtomicBool>,
+}
+
+impl FakeIdp {
+    pub async fn start(keys: &[&SigningKey]) -> FakeIdp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, keys)
+    }
+
+    /// Serves on an already bound listener (so a test can know the address before it serves).
+    pub fn serve(listener: tokio::net::TcpListener, keys: &[&SigningKey]) -> FakeIdp {
+        let addr = listener.local_addr().unwrap();
+        let issuer = format!("http://{addr}");
+        let idp = FakeIdp {
+            issuer: issuer.clone(),
+            jwks_fetches: Arc::new(AtomicUsize::new(0)),
+            keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect())),
+            down: Arc::new(AtomicBool::new(false)),
+        };
+        let (fetches, jwks, down) = (idp.jwks_fetches.clone(), idp.keys.clone(), idp.down.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (fetches, jwks, down, issuer) =
+                    (fetches.clone(), jwks.clone(), down.clone(), issuer.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let answer = if down.load(Ordering::SeqCst) {
+                            (StatusCode::SERVICE_UNAVAILABLE, "down".to_string())
+                        } else {
+                            match req.uri().path() {
+                                "/.well-known/openid-configuration" => (
+                                    StatusCode::OK,
+                                    json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")})
+                                        .to_string(),
+                                ),
+                                "/jwks" => {
+                                    fetches.fetch_add(1, Ordering::SeqCst);
+                                    (
+                                        StatusCode::OK,
+                                        json!({"keys": *jwks.lock().unwrap()}).to_string(),
+                                    )
+                                }
+                                _ => (StatusCode::NOT_FOUND, String::new()),
+                            }
+                        };
+                        async move {
+                            let mut response: Response<TestBody> = Response::new(full(answer.1));
+                            *response.status_mut() = answer.0;
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        idp
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer)
+    }
+
+    pub fn publish(&self, keys: &[&SigningKey]) {
+        *self.keys.lock().unwrap() = keys.iter().map(|k| k.jwk()).collect();
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.jwks_fetches.load(Ordering::SeqCst)
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
