@@ -80,7 +80,7 @@ async fn start_upstream() -> SocketAddr {
 
 fn whole_request(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (upstream, gateway) = rt.block_on(async {
+    let (upstream, gateway, bearer) = rt.block_on(async {
         let upstream = start_upstream().await;
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"-\"\n[[routes]]\nname = \"b\"\npath_prefix = \"/tools/b/\"\nupstream = \"http://{upstream}/\"\n"
@@ -88,10 +88,11 @@ fn whole_request(c: &mut Criterion) {
         let loaded = config::load_str(std::path::Path::new("bench.toml"), &toml).unwrap();
         let gateway = Gateway::bind(loaded.config).await.unwrap();
         let addr = gateway.proxy_addr().unwrap();
+        let token = gateway.state().workload_tokens().issue("bench-agent", None).unwrap();
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(gateway.run(rx));
         std::mem::forget(tx);
-        (upstream, addr)
+        (upstream, addr, format!("Bearer {token}"))
     });
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut group = c.benchmark_group("request");
@@ -101,10 +102,12 @@ fn whole_request(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
-                let response = client
-                    .request(Request::get(url.as_str()).body(Empty::new()).unwrap())
-                    .await
+                let request = Request::get(url.as_str())
+                    .header("authorization", bearer.as_str())
+                    .body(Empty::new())
                     .unwrap();
+                let response = client.request(request).await.unwrap();
+                assert!(response.status().is_success());
                 response.into_body().collect().await.unwrap();
             })
         });

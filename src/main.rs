@@ -38,6 +38,17 @@ enum Command {
         #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
         config: PathBuf,
     },
+    /// Print a workload access token signed with this gateway's key (for scripts and debugging).
+    Token {
+        #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
+        config: PathBuf,
+        /// The workload the token names.
+        #[arg(long)]
+        workload: String,
+        /// The user the workload acts for (a user id, as GetWorkloadAccessTokenForUserId names it).
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Certificates for development.
     Certs {
         #[command(subcommand)]
@@ -64,6 +75,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => exit(serve(&config)),
+        Command::Token {
+            config,
+            workload,
+            user,
+        } => exit(print_token(&config, &workload, user)),
         Command::Certs {
             command: CertsCommand::Dev { out, hosts },
         } => exit(make_dev_certs(&out, &hosts)),
@@ -155,6 +171,18 @@ async fn forward_signals(tx: mpsc::Sender<Control>) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+}
+
+fn print_token(path: &Path, workload: &str, user: Option<String>) -> anyhow::Result<()> {
+    let loaded = config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let config = loaded.config;
+    let tokens = keygate::inbound::WorkloadTokens::load_or_create(
+        &config.data_dir.join("workload-token-signing.key"),
+        config.server.public_url.as_str(),
+    )?;
+    let user = user.map(|id| keygate::inbound::UserId { issuer: None, id });
+    println!("{}", tokens.issue(workload, user.as_ref())?);
+    Ok(())
 }
 
 fn make_dev_certs(out: &Path, hosts: &[String]) -> anyhow::Result<()> {

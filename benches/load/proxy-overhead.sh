@@ -30,11 +30,13 @@ taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
 RUST_LOG=warn taskset -c 0 target/release/keygate serve --config "$work/routes.toml" &
 KEYGATE_PID=$!
 for _ in $(seq 100); do curl -sf localhost:19090/readyz >/dev/null && break; sleep 0.1; done
+TOKEN=$(target/release/keygate token --config "$work/routes.toml" --workload bench-agent)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name url
   local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$2")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Authorization: Bearer $TOKEN" "$2")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$1: non-2xx answers; check the token and routes" >&2; exit 1; fi
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
