@@ -12,49 +12,13 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::fake_idp::{FakeIdp, SigningKey, now};
 
+/// The test gateway: an authorizer over `idp`, a JWT route, a WAT-only route and a passthrough route.
 fn config(idp: &FakeIdp, upstream: &Upstream) -> String {
-    format!(
-        r#"{server}
-[[authorizers]]
-name = "corp"
-discovery_url = "{discovery}"
-allowed_audience = ["agents"]
-allowed_clients = ["web-app"]
-allowed_scopes = ["tools"]
-[[authorizers.custom_claims]]
-claim = "groups"
-operator = "contains"
-value = "agent-users"
-
-[[workloads]]
-name = "agent-one"
-authorizer = "corp"
-
-[[routes]]
-name = "jwt"
-path_prefix = "/tools/"
-upstream = "{up}/"
-authorizer = "corp"
-workload = "agent-one"
-
-[[routes]]
-name = "wat-only"
-path_prefix = "/wat/"
-upstream = "{up}/"
-workload = "agent-one"
-
-[[routes]]
-name = "pass"
-path_prefix = "/pass/"
-upstream = "{up}/"
-authorizer = "corp"
-[routes.credential]
-flow = "passthrough"
-"#,
-        server = server_block(),
-        discovery = idp.discovery_url(),
-        up = upstream.url()
-    )
+    let passthrough = format!(
+        "\n[[routes]]\nname = \"pass\"\npath_prefix = \"/pass/\"\nupstream = \"{}/\"\nauthorizer = \"corp\"\n[routes.credential]\nflow = \"passthrough\"\n",
+        upstream.url()
+    );
+    config_with_discovery(&idp.discovery_url(), upstream) + &passthrough
 }
 
 fn good_claims(idp: &FakeIdp) -> Value {
