@@ -175,6 +175,8 @@ pub struct Upstream {
     pub release_sse: Arc<Notify>,
     /// Requests received so far.
     pub hits: Arc<std::sync::atomic::AtomicUsize>,
+    /// Most `/slow/` requests ever in progress at once.
+    pub max_concurrent: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -189,6 +191,8 @@ impl Upstream {
         let release = release_sse.clone();
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = hits.clone();
+        let concurrency = Arc::new(Concurrency::default());
+        let max_concurrent = concurrency.max.clone();
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             loop {
@@ -198,10 +202,11 @@ impl Upstream {
                 let release = release.clone();
                 let acceptor = acceptor.clone();
                 let counter = counter.clone();
+                let concurrency = concurrency.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        upstream_handler(req, release.clone())
+                        upstream_handler(req, release.clone(), concurrency.clone())
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -227,6 +232,7 @@ impl Upstream {
             addr,
             release_sse,
             hits,
+            max_concurrent,
         }
     }
 
@@ -235,14 +241,25 @@ impl Upstream {
     }
 }
 
+#[derive(Default)]
+struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    max: Arc<std::sync::atomic::AtomicUsize>,
+}
+
 async fn upstream_handler(
     req: Request<Incoming>,
     release_sse: Arc<Notify>,
+    concurrency: Arc<Concurrency>,
 ) -> Result<Response<TestBody>, std::io::Error> {
+    use std::sync::atomic::Ordering::SeqCst;
     let path = req.uri().path().to_string();
     if let Some(ms) = path.strip_prefix("/slow/") {
+        let now = concurrency.now.fetch_add(1, SeqCst) + 1;
+        concurrency.max.fetch_max(now, SeqCst);
         let ms: u64 = ms.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+        concurrency.now.fetch_sub(1, SeqCst);
         return Ok(Response::new(full("slow done")));
     }
     if path == "/sse" {

@@ -132,6 +132,11 @@ struct Process {
 
 impl Process {
     async fn start(dir: &Path, routes: &str) -> Process {
+        Self::start_with(dir, routes, &[], false).await
+    }
+
+    /// Starts `keygate [global_args] serve`; with `capture`, stderr is kept for the test to read.
+    async fn start_with(dir: &Path, routes: &str, global_args: &[&str], capture: bool) -> Process {
         let (port, admin_port) = (free_port(), free_port());
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n[audit]\npath = \"-\"\n{routes}"
@@ -139,6 +144,12 @@ impl Process {
         let path = dir.join("routes.toml");
         std::fs::write(&path, toml).unwrap();
         let child = tokio::process::Command::new(binary())
+            .args(global_args)
+            .stderr(if capture {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::inherit()
+            })
             .arg("serve")
             .arg("--config")
             .arg(&path)
@@ -265,4 +276,58 @@ async fn binary_drains_on_sigterm_and_exits_zero() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn json_logs_have_one_access_line_per_request_and_no_header_values() {
+    use tokio::io::AsyncReadExt;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = Process::start_with(
+        dir.path(),
+        &route("logged", "/l/", &upstream.url()),
+        &["--log-format", "json"],
+        true,
+    )
+    .await;
+    let request = http::Request::get(format!("http://{}/l/x?secret-query=1", process.addr))
+        .header("authorization", format!("Bearer {}", process.token))
+        .header("x-api-key", "header-value-that-must-not-be-logged")
+        .body(full(""))
+        .unwrap();
+    assert_eq!(send(&http_client(), request).await.0, StatusCode::OK);
+    process.signal("TERM");
+    let mut stderr = String::new();
+    process
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    process.child.wait().await.unwrap();
+
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let access: Vec<_> = lines
+        .iter()
+        .filter(|l| l["target"] == "keygate::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{stderr}");
+    assert_eq!(access[0]["route"], "logged");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["path"], "/l/x");
+    assert!(access[0]["duration_ms"].is_number());
+    for secret in [
+        process.token.as_str(),
+        "header-value-that-must-not-be-logged",
+        "secret-query",
+    ] {
+        assert!(!stderr.contains(secret), "logs contain {secret}");
+    }
 }

@@ -6,5 +6,6 @@ mod common;
 mod fake_idp;
 mod inbound;
 mod lifecycle;
+mod limits;
 mod proxy;
 mod tls;

@@ -2,28 +2,28 @@
 //! serve HTTP/1.1 and HTTP/2 (ALPN over TLS, prior knowledge in clear text) with the edge limits
 //! from the config, reload on request, and drain gracefully on shutdown.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::Body;
 use crate::config::{Config, ServerLimits};
 use crate::proxy::ConnInfo;
 use crate::state::{AppState, StartError};
 use crate::{admin, router, tls};
 
+mod connection;
+
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What the gateway can be told while it runs (the binary maps signals onto these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,10 +84,11 @@ impl Gateway {
     }
 
     /// Serves until `Control::Shutdown` arrives (or every sender is dropped), then stops
-    /// accepting and waits up to the drain timeout for in-flight requests.
+    /// accepting, asks every connection to close once its requests are done, and waits up to
+    /// the drain timeout for them.
     pub async fn run(self, mut control: mpsc::Receiver<Control>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let graceful = Arc::new(GracefulShutdown::new());
+        // Every connection task holds a receiver; when all are dropped, the drain is complete.
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = self.state.clone();
         let limits = self.limits.clone();
 
@@ -96,17 +97,17 @@ impl Gateway {
             self.tls,
             state.clone(),
             limits.clone(),
-            graceful.clone(),
-            stop_rx.clone(),
+            shutdown_rx.clone(),
         ));
         let admin_task = self.admin_listener.map(|listener| {
             tokio::spawn(accept_admin(
                 listener,
                 state.clone(),
-                graceful.clone(),
-                stop_rx,
+                limits.clone(),
+                shutdown_rx.clone(),
             ))
         });
+        drop(shutdown_rx);
         state.set_ready(true);
         tracing::info!("keygate is serving");
 
@@ -124,17 +125,12 @@ impl Gateway {
 
         tracing::info!(drain_timeout = ?limits.drain_timeout, "shutting down: draining in-flight requests");
         state.set_ready(false);
-        let _ = stop_tx.send(true);
+        let _ = shutdown_tx.send(true);
         let _ = proxy_task.await;
         if let Some(task) = admin_task {
             let _ = task.await;
         }
-        // The accept loops have ended, so this is the last reference.
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            tracing::warn!("connections still being accepted; not draining");
-            return;
-        };
-        match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
+        match tokio::time::timeout(limits.drain_timeout, shutdown_tx.closed()).await {
             Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
@@ -161,9 +157,14 @@ fn connection_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(50))
-        .keep_alive_interval(Some(limits.idle_timeout / 4))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
     builder
+}
+
+/// Waits for `stop` to become true.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn accept_proxy(
@@ -171,18 +172,18 @@ async fn accept_proxy(
     tls: Option<TlsAcceptor>,
     state: AppState,
     limits: ServerLimits,
-    graceful: Arc<GracefulShutdown>,
-    mut stop: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(connection_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut stop = shutdown.clone();
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => return,
             },
-            _ = stop.changed() => return,
+            () = stopped(&mut stop) => return,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -194,77 +195,56 @@ async fn accept_proxy(
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            () = stopped(&mut stop) => return,
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let builder = builder.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let metrics = state.metrics();
-            metrics.connections_open.inc();
-            serve_proxy_connection(stream, peer, tls, state.clone(), &builder, watcher).await;
+            state.metrics().connections_open.inc();
+            let conn = ConnInfo {
+                peer,
+                tls: tls.is_some(),
+            };
+            let handler_state = state.clone();
+            let handler = move |request: Request<Incoming>| {
+                let state = handler_state.clone();
+                async move { router::dispatch(&state, request, conn).await }
+            };
+            let result = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            connection::serve(stream, &builder, handler, shutdown, idle_timeout)
+                                .await
+                        }
+                        Ok(Err(error)) => Err(error.into()),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+                None => connection::serve(stream, &builder, handler, shutdown, idle_timeout).await,
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
             state.metrics().connections_open.dec();
         });
-    }
-}
-
-async fn serve_proxy_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    state: AppState,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let conn = ConnInfo {
-        peer,
-        tls: tls.is_some(),
-    };
-    let service = service_fn(move |request: Request<Incoming>| {
-        let state = state.clone();
-        async move { Ok::<Response<Body>, Infallible>(router::dispatch(&state, request, conn).await) }
-    });
-    let result = match tls {
-        Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    watcher.watch(connection).await
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, %peer, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            }
-        }
-        None => {
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            watcher.watch(connection).await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, %peer, "connection ended with an error");
     }
 }
 
 async fn accept_admin(
     listener: TcpListener,
     state: AppState,
-    graceful: Arc<GracefulShutdown>,
-    mut stop: watch::Receiver<bool>,
+    limits: ServerLimits,
+    shutdown: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()).http1_only());
+    let mut stop = shutdown.clone();
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -274,20 +254,18 @@ async fn accept_admin(
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            () = stopped(&mut stop) => return,
         };
         let state = state.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
+            let handler = move |request: Request<Incoming>| {
                 let state = state.clone();
-                async move { Ok::<Response<Body>, Infallible>(admin::handle(&state, request).await) }
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(connection).await;
+                async move { admin::handle(&state, request).await }
+            };
+            let _ = connection::serve(stream, &builder, handler, shutdown, idle_timeout).await;
         });
     }
 }
