@@ -7,5 +7,7 @@ mod fake_idp;
 mod inbound;
 mod lifecycle;
 mod limits;
+mod oidc;
+mod oidc_interop;
 mod proxy;
 mod tls;

@@ -1,0 +1,106 @@
+//! The real OpenID provider (`oidc-provider` from npm, in `tests/oidc/`), run by the tests on a
+//! loopback port. Fails loudly when Node or the npm packages are missing (`tests/run` installs them).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::common::*;
+
+pub struct OidcProvider {
+    pub port: u16,
+    pub issuer: String,
+    keys_file: PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+fn provider_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+impl OidcProvider {
+    /// Starts a provider whose signing keys live in `dir`.
+    pub async fn start(dir: &Path) -> OidcProvider {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut provider = OidcProvider {
+            port,
+            issuer: format!("http://127.0.0.1:{port}"),
+            keys_file: dir.join("oidc-keys.json"),
+            child: None,
+        };
+        provider.spawn(false).await;
+        provider
+    }
+
+    async fn spawn(&mut self, rotate: bool) {
+        assert!(
+            provider_dir().join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run `npm ci` in tests/oidc (tests/run does)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg(provider_dir().join("provider.mjs"))
+            .env("OIDC_PORT", self.port.to_string())
+            .env("OIDC_KEYS", &self.keys_file)
+            .env("OIDC_ROTATE", if rotate { "1" } else { "0" })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run node for the OpenID provider: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.starts_with("ready ") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(ready, Ok(true)),
+            "the OpenID provider did not start"
+        );
+        self.child = Some(child);
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Restarts on the same port with a new signing key first and the old ones after it.
+    pub async fn rotate_keys(&mut self) {
+        self.stop().await;
+        self.spawn(true).await;
+    }
+
+    /// An access token (an RS256 JWT) from the client-credentials grant.
+    pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: &str) -> String {
+        use base64::Engine;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
+        let request = Request::post(format!("{}/token", self.issuer))
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(full(format!("grant_type=client_credentials&scope={scope}")))
+            .unwrap();
+        let (status, _, body) = send(&http_client(), request).await;
+        assert_eq!(status, StatusCode::OK, "token request failed: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["access_token"].as_str().unwrap().to_string()
+    }
+}
