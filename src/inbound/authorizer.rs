@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::error::AuthError;
 use super::jwks::KeySource;
 use super::token;
-use super::verified_cache::{self, Expiring, VerifiedCache};
+use super::verified_cache::{self, Digest, Expiring, VerifiedCache};
 use crate::config::{AuthorizerConfig, ClaimOperator, ClaimRule};
 
 /// A user JWT that passed every check.
@@ -57,11 +57,28 @@ impl Authorizer {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedJwt>, AuthError> {
-        let header = token::parse_header(token)?;
-        let digest = verified_cache::digest(token);
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&digest)) {
-            return Ok(hit);
+        if token.len() > token::MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
         }
+        let digest = verified_cache::digest(token);
+        match self.cached(&digest) {
+            Some(hit) => Ok(hit),
+            None => self.verify_uncached(token, digest).await,
+        }
+    }
+
+    /// The verified token with this digest, if it is cached and unexpired.
+    pub fn cached(&self, digest: &Digest) -> Option<Arc<VerifiedJwt>> {
+        self.cache.as_ref().and_then(|c| c.get(digest))
+    }
+
+    /// Full verification of a token whose digest missed the cache; caches the result.
+    pub async fn verify_uncached(
+        &self,
+        token: &str,
+        digest: Digest,
+    ) -> Result<Arc<VerifiedJwt>, AuthError> {
+        let header = token::parse_header(token)?;
 
         let mut keys = self.keys.current();
         let known = keys

@@ -144,6 +144,11 @@ impl KeySource {
         )
     }
 
+    /// Replaces the keys held (what a successful fetch does; also lets benches preload keys).
+    pub fn install(&self, keys: KeySet) {
+        self.current.store(Some(Arc::new(keys)));
+    }
+
     /// Fetches discovery and JWKS now and swaps the keys in; on failure the old keys stay.
     pub async fn refresh(&self) -> Result<Arc<KeySet>, KeysError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);

@@ -12,9 +12,9 @@ pub mod workload_token;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-pub use authorizer::Authorizer;
+pub use authorizer::{Authorizer, VerifiedJwt};
 pub use error::AuthError;
-pub use workload_token::WorkloadTokens;
+pub use workload_token::{WorkloadClaims, WorkloadTokens};
 
 /// A user. Users named by id (through the identity API) have no issuer; JWT users always do,
 /// so the two can never be confused.
@@ -72,36 +72,59 @@ fn has_query_token(query: &str) -> bool {
 
 /// Authenticates a request for a route: `authorizer` is the route's (if any), `workload` the
 /// route's workload (if any). A workload access token for another workload is refused.
+///
+/// Hot path first: a token seen before is found by its digest in either verified cache without
+/// being parsed again. Only a cache miss reads the header to tell keygate's own tokens (by
+/// `kid`) from user JWTs.
 pub async fn authenticate(
     token: &str,
     authorizer: Option<&Authorizer>,
     workload: Option<&str>,
     workload_tokens: &WorkloadTokens,
 ) -> Result<Caller, AuthError> {
-    let header = token::parse_header(token)?;
-    if WorkloadTokens::is_own_kid(header.kid.as_deref()) || authorizer.is_none() {
-        let claims = workload_tokens.verify(token)?;
-        if workload.is_some_and(|w| w != claims.sub) {
-            return Err(AuthError::WrongWorkload);
-        }
-        return Ok(Caller {
-            workload: Some(claims.sub.clone()),
-            user: claims.user(),
-            via: CallerKind::WorkloadToken,
-        });
+    if token.len() > token::MAX_TOKEN_BYTES {
+        return Err(AuthError::TooLarge);
     }
-    let Some(authorizer) = authorizer else {
-        return Err(AuthError::UnknownKey);
-    };
-    let verified = authorizer.verify(token).await?;
+    let digest = verified_cache::digest(token);
+    if let Some(claims) = workload_tokens.cached(&digest) {
+        return workload_caller(&claims, workload);
+    }
+    if let Some(verified) = authorizer.and_then(|a| a.cached(&digest)) {
+        return Ok(user_caller(&verified, workload));
+    }
+    let header = token::parse_header(token)?;
+    match authorizer {
+        Some(authorizer) if !WorkloadTokens::is_own_kid(header.kid.as_deref()) => {
+            let verified = authorizer.verify_uncached(token, digest).await?;
+            Ok(user_caller(&verified, workload))
+        }
+        _ => {
+            let claims = workload_tokens.verify_uncached(token, digest)?;
+            workload_caller(&claims, workload)
+        }
+    }
+}
+
+fn workload_caller(claims: &WorkloadClaims, workload: Option<&str>) -> Result<Caller, AuthError> {
+    if workload.is_some_and(|w| w != claims.sub) {
+        return Err(AuthError::WrongWorkload);
+    }
     Ok(Caller {
+        workload: Some(claims.sub.clone()),
+        user: claims.user(),
+        via: CallerKind::WorkloadToken,
+    })
+}
+
+fn user_caller(verified: &VerifiedJwt, workload: Option<&str>) -> Caller {
+    Caller {
         workload: workload.map(str::to_string),
         user: Some(UserId {
             issuer: Some(verified.issuer.clone()),
             id: verified.user.clone(),
         }),
         via: CallerKind::UserJwt,
-    })
+    }
 }
 
 #[cfg(test)]

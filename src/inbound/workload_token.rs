@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AuthError;
 use super::token;
-use super::verified_cache::{self, Expiring, VerifiedCache, now_secs};
+use super::verified_cache::{self, Digest, Expiring, VerifiedCache, now_secs};
 use crate::inbound::UserId;
 
 pub const AUDIENCE: &str = "keygate";
@@ -194,11 +194,28 @@ impl WorkloadTokens {
     }
 
     pub fn verify(&self, token: &str) -> Result<Arc<WorkloadClaims>, AuthError> {
-        let header = token::parse_header(token)?;
-        let digest = verified_cache::digest(token);
-        if let Some(hit) = self.cache.get(&digest) {
-            return Ok(hit);
+        if token.len() > token::MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
         }
+        let digest = verified_cache::digest(token);
+        match self.cached(&digest) {
+            Some(hit) => Ok(hit),
+            None => self.verify_uncached(token, digest),
+        }
+    }
+
+    /// The verified token with this digest, if it is cached and unexpired.
+    pub fn cached(&self, digest: &Digest) -> Option<Arc<WorkloadClaims>> {
+        self.cache.get(digest)
+    }
+
+    /// Full verification of a token whose digest missed the cache; caches the result.
+    pub fn verify_uncached(
+        &self,
+        token: &str,
+        digest: Digest,
+    ) -> Result<Arc<WorkloadClaims>, AuthError> {
+        let header = token::parse_header(token)?;
         if header.alg != Algorithm::ES256 {
             return Err(AuthError::BadAlgorithm);
         }
