@@ -38,8 +38,22 @@ enum Command {
         #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
         config: PathBuf,
     },
-    /// Print a workload access token signed with this gateway's key (for scripts and debugging).
+    /// Workload access tokens: issue one, or rotate the signing key.
     Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Certificates for development.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a workload access token signed with this gateway's key (for scripts and debugging).
+    Issue {
         #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
         config: PathBuf,
         /// The workload the token names.
@@ -49,10 +63,11 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Certificates for development.
-    Certs {
-        #[command(subcommand)]
-        command: CertsCommand,
+    /// Make a new signing key; a running keygate signs with it after SIGHUP, and tokens signed
+    /// with the previous keys stay valid until they expire.
+    RotateKey {
+        #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
+        config: PathBuf,
     },
 }
 
@@ -76,10 +91,16 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Serve { config } => exit(serve(&config)),
         Command::Token {
-            config,
-            workload,
-            user,
+            command:
+                TokenCommand::Issue {
+                    config,
+                    workload,
+                    user,
+                },
         } => exit(print_token(&config, &workload, user)),
+        Command::Token {
+            command: TokenCommand::RotateKey { config },
+        } => exit(rotate_signing_key(&config)),
         Command::Certs {
             command: CertsCommand::Dev { out, hosts },
         } => exit(make_dev_certs(&out, &hosts)),
@@ -182,6 +203,17 @@ fn print_token(path: &Path, workload: &str, user: Option<String>) -> anyhow::Res
     )?;
     let user = user.map(|id| keygate::inbound::UserId { issuer: None, id });
     println!("{}", tokens.issue(workload, user.as_ref())?);
+    Ok(())
+}
+
+fn rotate_signing_key(path: &Path) -> anyhow::Result<()> {
+    let loaded = config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let key_file = loaded.config.data_dir.join("workload-token-signing.key");
+    let kid = keygate::inbound::WorkloadTokens::rotate_key_file(&key_file)?;
+    println!(
+        "new signing key {kid} in {}; send SIGHUP to running keygate processes",
+        key_file.display()
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     pub connections_open: IntGauge,
     pub inbound_auth_failures_total: IntCounterVec,
+    pub jwks_fetches_total: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,6 +68,13 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let jwks_fetches_total = IntCounterVec::new(
+            Opts::new(
+                "keygate_jwks_fetches_total",
+                "Fetches of an IdP's discovery document and JWKS, by authorizer and result.",
+            ),
+            &["authorizer", "result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keygate_build_info",
@@ -86,6 +94,7 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(inbound_auth_failures_total.clone()))?;
+        registry.register(Box::new(jwks_fetches_total.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -96,6 +105,7 @@ impl Metrics {
             config_last_reload_success,
             connections_open,
             inbound_auth_failures_total,
+            jwks_fetches_total,
         })
     }
 

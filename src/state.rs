@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
-use crate::inbound::jwks::KeySource;
+use crate::inbound::jwks::{FetchCounters, KeySource};
 use crate::inbound::workload_token::SigningKeyError;
 use crate::inbound::{Authorizer, WorkloadTokens};
 use crate::metrics::Metrics;
@@ -130,6 +130,11 @@ impl AppState {
                     &self.shared.key_sources,
                 )
             });
+        let result = result.and_then(|runtime| {
+            // Picks up a signing key rotated with `keygate token rotate-key`.
+            self.shared.workload_tokens.reload()?;
+            Ok(runtime)
+        });
         let metrics = &self.shared.metrics;
         match result {
             Ok(runtime) => {
@@ -159,7 +164,7 @@ fn build_runtime(
     default_client: &UpstreamClient,
     key_sources: &Mutex<HashMap<String, Arc<KeySource>>>,
 ) -> Result<Runtime, StartError> {
-    let authorizers = build_authorizers(&config, default_client, key_sources);
+    let authorizers = build_authorizers(&config, metrics, default_client, key_sources);
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let client = match &route.ca_file {
@@ -189,6 +194,7 @@ fn build_runtime(
 /// background refresh.
 fn build_authorizers(
     config: &Config,
+    metrics: &Metrics,
     client: &UpstreamClient,
     key_sources: &Mutex<HashMap<String, Arc<KeySource>>>,
 ) -> HashMap<String, Arc<Authorizer>> {
@@ -202,7 +208,19 @@ fn build_authorizers(
         let source = match sources.get(&url) {
             Some(source) => source.clone(),
             None => {
-                let source = KeySource::new(authorizer.discovery_url.clone(), client.clone());
+                let counters = FetchCounters {
+                    success: metrics
+                        .jwks_fetches_total
+                        .with_label_values(&[authorizer.name.as_str(), "success"]),
+                    failure: metrics
+                        .jwks_fetches_total
+                        .with_label_values(&[authorizer.name.as_str(), "failure"]),
+                };
+                let source = KeySource::with_counters(
+                    authorizer.discovery_url.clone(),
+                    client.clone(),
+                    Some(counters),
+                );
                 if tokio::runtime::Handle::try_current().is_ok() {
                     source.spawn_refresher();
                 }

@@ -30,7 +30,7 @@ taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
 RUST_LOG=warn taskset -c 0 target/release/keygate serve --config "$work/routes.toml" &
 KEYGATE_PID=$!
 for _ in $(seq 100); do curl -sf localhost:19090/readyz >/dev/null && break; sleep 0.1; done
-TOKEN=$(target/release/keygate token --config "$work/routes.toml" --workload bench-agent)
+TOKEN=$(target/release/keygate token issue --config "$work/routes.toml" --workload bench-agent)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name url

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use prometheus::IntCounter;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
@@ -114,10 +115,25 @@ pub struct KeySource {
     forced: Mutex<Option<Instant>>,
     fetches: AtomicU64,
     failures: AtomicU64,
+    counters: Option<FetchCounters>,
+}
+
+/// Prometheus counters for one key source's fetches.
+pub struct FetchCounters {
+    pub success: IntCounter,
+    pub failure: IntCounter,
 }
 
 impl KeySource {
     pub fn new(discovery_url: Url, client: UpstreamClient) -> Arc<Self> {
+        Self::with_counters(discovery_url, client, None)
+    }
+
+    pub fn with_counters(
+        discovery_url: Url,
+        client: UpstreamClient,
+        counters: Option<FetchCounters>,
+    ) -> Arc<Self> {
         Arc::new(KeySource {
             discovery_url,
             client,
@@ -125,6 +141,7 @@ impl KeySource {
             forced: Mutex::new(None),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            counters,
         })
     }
 
@@ -156,10 +173,16 @@ impl KeySource {
             Ok(set) => {
                 let set = Arc::new(set);
                 self.current.store(Some(set.clone()));
+                if let Some(c) = &self.counters {
+                    c.success.inc();
+                }
                 Ok(set)
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = &self.counters {
+                    c.failure.inc();
+                }
                 tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not refreshed; keeping the ones held");
                 Err(error)
             }

@@ -3,10 +3,11 @@
 //! folder until the vault holds it; its public half is served at `/.well-known/jwks.json`.
 //! Tokens carry `iss` = public URL, `aud` = [`AUDIENCE`], a `jti`, and live one hour.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
@@ -106,53 +107,129 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Keys kept in the key file: the newest signs, all verify (so tokens signed before a rotation
+/// stay valid for their hour). Older keys beyond this count are dropped at rotation.
+pub const MAX_KEYS: usize = 3;
+
+struct KeyRing {
+    /// Newest first; the first one signs.
+    keys: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    fn signing(&self) -> Option<&SigningKey> {
+        self.keys.first()
+    }
+
+    fn find(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
 /// Issues and verifies workload access tokens.
 pub struct WorkloadTokens {
     issuer: String,
-    current: SigningKey,
+    path: PathBuf,
+    ring: ArcSwap<KeyRing>,
     cache: VerifiedCache<WorkloadClaims>,
 }
 
-impl WorkloadTokens {
-    /// Loads the signing key from `path`, creating it (mode 0600) when the file is missing.
-    pub fn load_or_create(path: &Path, issuer: &str) -> Result<Self, SigningKeyError> {
-        let shown = path.display().to_string();
-        let der = match std::fs::read_to_string(path) {
-            Ok(text) => STANDARD
-                .decode(text.trim())
-                .map_err(|_| SigningKeyError::Invalid {
-                    path: shown.clone(),
-                })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let document = EcdsaKeyPair::generate_pkcs8(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &SystemRandom::new(),
-                )
-                .map_err(|_| SigningKeyError::Generate)?;
-                let der = document.as_ref().to_vec();
-                crate::fsutil::write_file(path, STANDARD.encode(&der).as_bytes(), true).map_err(
-                    |source| SigningKeyError::Io {
+fn generate_pkcs8() -> Result<Vec<u8>, SigningKeyError> {
+    EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|_| SigningKeyError::Generate)
+}
+
+/// The key file: one base64 PKCS#8 key per line, newest first.
+fn read_key_file(path: &Path) -> Result<Option<Vec<Vec<u8>>>, SigningKeyError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                STANDARD
+                    .decode(l.trim())
+                    .map_err(|_| SigningKeyError::Invalid {
                         path: shown.clone(),
-                        source,
-                    },
-                )?;
-                tracing::info!(path = %shown, "created the workload token signing key");
-                der
-            }
-            Err(source) => {
-                return Err(SigningKeyError::Io {
-                    path: shown,
-                    source,
-                });
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SigningKeyError::Io {
+            path: shown,
+            source,
+        }),
+    }
+}
+
+fn write_key_file(path: &Path, keys: &[Vec<u8>]) -> Result<(), SigningKeyError> {
+    let text: String = keys
+        .iter()
+        .map(|k| format!("{}\n", STANDARD.encode(k)))
+        .collect();
+    crate::fsutil::write_file(path, text.as_bytes(), true).map_err(|source| SigningKeyError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn ring_from(path: &Path, ders: &[Vec<u8>]) -> Result<KeyRing, SigningKeyError> {
+    let keys = ders
+        .iter()
+        .map(|der| {
+            SigningKey::from_pkcs8(der).ok_or(SigningKeyError::Invalid {
+                path: path.display().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(SigningKeyError::Invalid {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(KeyRing { keys })
+}
+
+impl WorkloadTokens {
+    /// Loads the signing keys from `path`, creating the file (mode 0600) with one key when missing.
+    pub fn load_or_create(path: &Path, issuer: &str) -> Result<Self, SigningKeyError> {
+        let ders = match read_key_file(path)? {
+            Some(ders) => ders,
+            None => {
+                let ders = vec![generate_pkcs8()?];
+                write_key_file(path, &ders)?;
+                tracing::info!(path = %path.display(), "created the workload token signing key");
+                ders
             }
         };
-        let current =
-            SigningKey::from_pkcs8(&der).ok_or(SigningKeyError::Invalid { path: shown })?;
         Ok(WorkloadTokens {
             issuer: issuer.trim_end_matches('/').to_string(),
-            current,
+            path: path.to_path_buf(),
+            ring: ArcSwap::from_pointee(ring_from(path, &ders)?),
             cache: VerifiedCache::new(100_000),
         })
+    }
+
+    /// Puts a new signing key first in the key file, keeping the newest [`MAX_KEYS`]; returns
+    /// its `kid`. A running keygate starts signing with it on its next reload (SIGHUP).
+    pub fn rotate_key_file(path: &Path) -> Result<String, SigningKeyError> {
+        let mut ders = read_key_file(path)?.unwrap_or_default();
+        ders.insert(0, generate_pkcs8()?);
+        ders.truncate(MAX_KEYS);
+        let ring = ring_from(path, &ders)?;
+        write_key_file(path, &ders)?;
+        Ok(ring.signing().map(|k| k.kid.clone()).unwrap_or_default())
+    }
+
+    /// Re-reads the key file (after a rotation); on error the keys in use stay.
+    pub fn reload(&self) -> Result<(), SigningKeyError> {
+        let ders = read_key_file(&self.path)?.ok_or(SigningKeyError::Invalid {
+            path: self.path.display().to_string(),
+        })?;
+        self.ring.store(Arc::new(ring_from(&self.path, &ders)?));
+        Ok(())
     }
 
     pub fn issuer(&self) -> &str {
@@ -182,11 +259,12 @@ impl WorkloadTokens {
             exp: now + lifetime.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
         };
+        let ring = self.ring.load();
+        let key = ring.signing().ok_or(SigningKeyError::Sign)?;
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.current.kid.clone());
+        header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".to_string());
-        jsonwebtoken::encode(&header, &claims, &self.current.encoding)
-            .map_err(|_| SigningKeyError::Sign)
+        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|_| SigningKeyError::Sign)
     }
 
     pub fn issue(&self, workload: &str, user: Option<&UserId>) -> Result<String, SigningKeyError> {
@@ -219,17 +297,19 @@ impl WorkloadTokens {
         if header.alg != Algorithm::ES256 {
             return Err(AuthError::BadAlgorithm);
         }
-        if header.kid.as_deref() != Some(self.current.kid.as_str()) {
-            return Err(AuthError::UnknownKey);
-        }
+        let ring = self.ring.load();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| ring.find(kid))
+            .ok_or(AuthError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::ES256);
         validation.leeway = 0;
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data =
-            jsonwebtoken::decode::<WorkloadClaims>(token, &self.current.decoding, &validation)
-                .map_err(|e| AuthError::from_jwt(&e))?;
+        let data = jsonwebtoken::decode::<WorkloadClaims>(token, &key.decoding, &validation)
+            .map_err(|e| AuthError::from_jwt(&e))?;
         token::payload(token)?;
         let claims = Arc::new(data.claims);
         self.cache.insert(digest, claims.clone());
@@ -238,7 +318,8 @@ impl WorkloadTokens {
 
     /// The public keys, as a JWKS document.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.current.jwk] })
+        let ring = self.ring.load();
+        serde_json::json!({ "keys": ring.keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() })
     }
 }
 
@@ -277,6 +358,29 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn rotation_signs_with_the_new_key_and_still_accepts_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wat.key");
+        let wat = tokens(dir.path());
+        let before = wat.issue("agent-one", None).unwrap();
+        let new_kid = WorkloadTokens::rotate_key_file(&path).unwrap();
+        wat.reload().unwrap();
+        let after = wat.issue("agent-one", None).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&after).unwrap().kid.as_deref(),
+            Some(new_kid.as_str())
+        );
+        assert!(wat.verify(&before).is_ok());
+        assert!(wat.verify(&after).is_ok());
+        assert_eq!(wat.jwks()["keys"].as_array().unwrap().len(), 2);
+        for _ in 0..5 {
+            WorkloadTokens::rotate_key_file(&path).unwrap();
+        }
+        wat.reload().unwrap();
+        assert_eq!(wat.jwks()["keys"].as_array().unwrap().len(), MAX_KEYS);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! discovery document and a JWKS (counting fetches), signs whatever header and claims a test
 //! asks for, rotates keys, and can go dark.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -63,6 +63,16 @@ pub struct FakeIdp {
     pub jwks_fetches: Arc<AtomicUsize>,
     keys: Arc<Mutex<Vec<Value>>>,
     down: Arc<AtomicBool>,
+    jwks_mode: Arc<AtomicU8>,
+}
+
+/// What `/jwks` answers.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+pub enum JwksMode {
+    Keys = 0,
+    Garbage = 1,
+    Oversized = 2,
 }
 
 impl FakeIdp {
@@ -80,15 +90,26 @@ impl FakeIdp {
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
             keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect())),
             down: Arc::new(AtomicBool::new(false)),
+            jwks_mode: Arc::new(AtomicU8::new(JwksMode::Keys as u8)),
         };
-        let (fetches, jwks, down) = (idp.jwks_fetches.clone(), idp.keys.clone(), idp.down.clone());
+        let (fetches, jwks, down, mode) = (
+            idp.jwks_fetches.clone(),
+            idp.keys.clone(),
+            idp.down.clone(),
+            idp.jwks_mode.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (fetches, jwks, down, issuer) =
-                    (fetches.clone(), jwks.clone(), down.clone(), issuer.clone());
+                let (fetches, jwks, down, issuer, mode) = (
+                    fetches.clone(),
+                    jwks.clone(),
+                    down.clone(),
+                    issuer.clone(),
+                    mode.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let answer = if down.load(Ordering::SeqCst) {
@@ -102,10 +123,14 @@ impl FakeIdp {
                                 ),
                                 "/jwks" => {
                                     fetches.fetch_add(1, Ordering::SeqCst);
-                                    (
-                                        StatusCode::OK,
-                                        json!({"keys": *jwks.lock().unwrap()}).to_string(),
-                                    )
+                                    let keys = json!(*jwks.lock().unwrap());
+                                    let body = match mode.load(Ordering::SeqCst) {
+                                        1 => "{\"keys\": [ this is not JSON".to_string(),
+                                        2 => json!({"keys": keys, "pad": "x".repeat(300 * 1024)})
+                                            .to_string(),
+                                        _ => json!({ "keys": keys }).to_string(),
+                                    };
+                                    (StatusCode::OK, body)
                                 }
                                 _ => (StatusCode::NOT_FOUND, String::new()),
                             }
@@ -131,6 +156,10 @@ impl FakeIdp {
 
     pub fn publish(&self, keys: &[&SigningKey]) {
         *self.keys.lock().unwrap() = keys.iter().map(|k| k.jwk()).collect();
+    }
+
+    pub fn set_jwks_mode(&self, mode: JwksMode) {
+        self.jwks_mode.store(mode as u8, Ordering::SeqCst);
     }
 
     pub fn set_down(&self, down: bool) {

@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::*;
-use crate::fake_idp::{FakeIdp, SigningKey, now};
+use crate::fake_idp::{FakeIdp, JwksMode, SigningKey, now};
 
 /// The test gateway: an authorizer over `idp`, a JWT route, a WAT-only route and a passthrough route.
 fn config(idp: &FakeIdp, upstream: &Upstream) -> String {
@@ -655,4 +655,70 @@ async fn workload_access_tokens_name_workload_and_user() {
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         3600
     );
+}
+
+#[tokio::test]
+async fn garbage_or_oversized_jwks_keep_the_keys_held_and_are_counted() {
+    let key = SigningKey::generate("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(&idp, &upstream)).await;
+    wait_for_keys(&gw).await;
+    for (i, (mode, kid)) in [(JwksMode::Garbage, "k7"), (JwksMode::Oversized, "k8")]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            // Forced refreshes are spaced; wait out the interval before the next one.
+            tokio::time::sleep(keygate::inbound::jwks::UNKNOWN_KID_INTERVAL).await;
+        }
+        idp.set_jwks_mode(mode);
+        let unknown = key.sign_raw(
+            &format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#),
+            &good_claims(&idp).to_string(),
+        );
+        let (status, _, _) = call(&gw, "/tools/x", Some(&format!("Bearer {unknown}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let fresh = key.sign_raw(
+            ES256_K1,
+            &with(good_claims(&idp), "jti", json!(kid)).to_string(),
+        );
+        let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {fresh}"))).await;
+        assert_eq!(status, StatusCode::OK, "held keys stopped working: {body}");
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(r#"keygate_jwks_fetches_total{authorizer="corp",result="failure"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"keygate_jwks_fetches_total{authorizer="corp",result="success"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_used_after_reload_and_old_tokens_stay_valid() {
+    let key = SigningKey::generate("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let upstream = Upstream::start().await;
+    let toml = config(&idp, &upstream);
+    let gw = TestGateway::start(&toml).await;
+    let old = gw.state_token("agent-one");
+    let new_kid = keygate::inbound::WorkloadTokens::rotate_key_file(
+        &gw.dir.path().join("data/workload-token-signing.key"),
+    )
+    .unwrap();
+    gw.reload_with(&toml).await;
+    let new = gw.state_token("agent-one");
+    assert_eq!(
+        jsonwebtoken::decode_header(&new).unwrap().kid.as_deref(),
+        Some(new_kid.as_str())
+    );
+    for token in [&old, &new] {
+        assert_eq!(get_auth(&gw.url("/wat/x"), token).await.0, StatusCode::OK);
+    }
+    let (_, _, body) = get(&gw.url("/.well-known/jwks.json")).await;
+    let jwks: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
