@@ -12,6 +12,7 @@
 //! - [`error`]: the proxy's own responses, produced in one place.
 //! - [`admin`], [`metrics`]: health, readiness and Prometheus metrics.
 //! - [`tls`]: rustls configs and development certificates.
+//! - [`vault`]: envelope encryption of stored secrets (stores and cache follow).
 
 pub mod admin;
 pub mod body;
@@ -26,6 +27,7 @@ pub mod router;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod vault;
 
 pub use config::Config;
 pub use server::{Control, Gateway};
