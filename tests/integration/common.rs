@@ -117,6 +117,22 @@ impl TestGateway {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    /// Waits until every authorizer has fetched its keys (the background refresher does at start).
+    pub async fn wait_for_keys(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, _, body) = get(&format!("http://{}/readyz", self.admin)).await;
+            if !body.contains("without signing keys") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "keys never fetched: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A fresh workload access token from this gateway for `workload`.
     pub fn state_token(&self, workload: &str) -> String {
         self.state.workload_tokens().issue(workload, None).unwrap()

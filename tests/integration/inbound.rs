@@ -90,22 +90,6 @@ async fn a_valid_user_jwt_reaches_the_upstream_without_its_authorization_header(
     );
 }
 
-/// Waits until the background refresher has fetched the authorizer's keys (as it does at start).
-async fn wait_for_keys(gw: &TestGateway) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, body) = get(&format!("http://{}/readyz", gw.admin)).await;
-        if !body.contains("without signing keys") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "keys never fetched: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn seen_of(body: &str) -> Seen {
     seen(body)
 }
@@ -429,7 +413,7 @@ async fn rotated_keys_are_picked_up_and_cached_keys_survive_an_outage() {
     let idp = FakeIdp::start(&[&old]).await;
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&config(&idp, &upstream)).await;
-    wait_for_keys(&gw).await;
+    gw.wait_for_keys().await;
     let claims = good_claims(&idp).to_string();
     let old_token = old.sign_raw(ES256_K1, &claims);
     assert_eq!(
@@ -467,7 +451,7 @@ async fn a_flood_of_unknown_kids_causes_a_bounded_number_of_jwks_fetches() {
     let idp = FakeIdp::start(&[&key]).await;
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&config(&idp, &upstream)).await;
-    wait_for_keys(&gw).await;
+    gw.wait_for_keys().await;
     let claims = good_claims(&idp).to_string();
     assert_eq!(
         call(
@@ -663,7 +647,7 @@ async fn garbage_or_oversized_jwks_keep_the_keys_held_and_are_counted() {
     let idp = FakeIdp::start(&[&key]).await;
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&config(&idp, &upstream)).await;
-    wait_for_keys(&gw).await;
+    gw.wait_for_keys().await;
     for (i, (mode, kid)) in [(JwksMode::Garbage, "k7"), (JwksMode::Oversized, "k8")]
         .into_iter()
         .enumerate()

@@ -2,8 +2,6 @@
 //! enforced, key rotation is picked up without restarting keygate, and with the provider stopped
 //! the keys already held keep working.
 
-use std::time::Duration;
-
 use http::StatusCode;
 
 use crate::common::*;
@@ -36,28 +34,13 @@ workload = "agent-one"
     )
 }
 
-async fn wait_for_keys(gw: &TestGateway) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, _, body) = get(&format!("http://{}/readyz", gw.admin)).await;
-        if !body.contains("without signing keys") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "keys never fetched: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn real_provider_tokens_pass_rotate_and_survive_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let mut provider = OidcProvider::start(dir.path()).await;
     let upstream = Upstream::start().await;
     let gw = TestGateway::start(&config(&provider, &upstream)).await;
-    wait_for_keys(&gw).await;
+    gw.wait_for_keys().await;
 
     let token = provider
         .client_credentials("agent-m2m", "m2m-secret", "tools")
