@@ -4,6 +4,8 @@
 
 pub mod keys;
 pub mod seal;
+pub mod store;
 
 pub use keys::{Kek, KeyError, KeyRing};
 pub use seal::{Owner, SealError};
+pub use store::{Entry, Store, StoreError};

@@ -10,4 +10,5 @@ mod limits;
 mod oidc;
 mod oidc_interop;
 mod proxy;
+mod store;
 mod tls;

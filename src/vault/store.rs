@@ -1,0 +1,285 @@
+//! Where sealed records live: SQLite (`sqlite://PATH`, the embedded default: WAL, synchronous
+//! FULL) or PostgreSQL (`postgres://...`, shared by replicas), behind one type. Versioned schema
+//! migrations are applied when the store opens. A write returns only after the database has
+//! committed it. The store sees only ciphertext and metadata, never a secret.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+
+use super::seal::Owner;
+
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the vault store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("vault store URL: {0}")]
+    Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+/// A sealed record and what may be known about it without opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub owner: Owner,
+    pub sealed: Vec<u8>,
+    pub kek_id: String,
+    /// Unix seconds; `None` for records that do not expire (API keys).
+    pub expires_at: Option<i64>,
+    /// Space-separated scopes the record covers (OAuth tokens).
+    pub scopes: String,
+    pub updated_at: i64,
+}
+
+/// One schema change, in each dialect.
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: "CREATE TABLE vault_entries (
+        kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
+        provider TEXT NOT NULL, qualifier TEXT NOT NULL,
+        sealed BLOB NOT NULL, kek_id TEXT NOT NULL, expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, workload, user_issuer, user_id, provider, qualifier))",
+    postgres: "CREATE TABLE vault_entries (
+        kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
+        provider TEXT NOT NULL, qualifier TEXT NOT NULL,
+        sealed BYTEA NOT NULL, kek_id TEXT NOT NULL, expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, workload, user_issuer, user_id, provider, qualifier))",
+}];
+
+const OWNER_MATCH: &str = "kind = $1 AND workload = $2 AND user_issuer = $3 AND user_id = $4 AND provider = $5 AND qualifier = $6";
+
+/// Runs the same statement on whichever pool the store has.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Opens (creating an SQLite file if needed) and migrates the store at `url`.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = if let Some(path) = url.strip_prefix("sqlite://") {
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Config(format!("{}: {e}", parent.display())))?;
+            }
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            Store::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
+            Store::Postgres(pool)
+        } else {
+            return Err(StoreError::Config(
+                "expected sqlite:// or postgres://".into(),
+            ));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations this database has not seen, each in its own transaction
+    /// (PostgreSQL: under an advisory lock, so replicas starting together migrate once).
+    async fn migrate(&self) -> Result<(), StoreError> {
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS keygate_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+        on_pool!(self, |pool| {
+            let mut conn = pool.acquire().await?;
+            sqlx::query(CREATE).execute(&mut *conn).await?;
+            for migration in MIGRATIONS {
+                let mut tx = conn.begin().await?;
+                let sql = match self {
+                    Store::Sqlite(_) => migration.sqlite,
+                    Store::Postgres(_) => {
+                        sqlx::query("SELECT pg_advisory_xact_lock(7316520001)")
+                            .execute(&mut *tx)
+                            .await?;
+                        migration.postgres
+                    }
+                };
+                let applied: Option<i64> =
+                    sqlx::query("SELECT version FROM keygate_schema WHERE version = $1")
+                        .bind(migration.version)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|row| row.try_get(0))
+                        .transpose()?;
+                if applied.is_none() {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                    sqlx::query("INSERT INTO keygate_schema (version, applied_at) VALUES ($1, $2)")
+                        .bind(migration.version)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::info!(version = migration.version, "vault schema migrated");
+                }
+                tx.commit().await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM keygate_schema")
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+    }
+
+    /// Inserts or replaces the record for `entry.owner`; returns once committed.
+    pub async fn put(&self, entry: &Entry) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO vault_entries
+            (kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            ON CONFLICT (kind, workload, user_issuer, user_id, provider, qualifier) DO UPDATE SET
+            sealed = excluded.sealed, kek_id = excluded.kek_id, expires_at = excluded.expires_at,
+            scopes = excluded.scopes, updated_at = excluded.updated_at";
+        let o = &entry.owner;
+        on_pool!(self, |pool| {
+            sqlx::query(SQL)
+                .bind(o.kind)
+                .bind(&o.workload)
+                .bind(&o.user_issuer)
+                .bind(&o.user_id)
+                .bind(&o.provider)
+                .bind(&o.qualifier)
+                .bind(&entry.sealed)
+                .bind(&entry.kek_id)
+                .bind(entry.expires_at)
+                .bind(&entry.scopes)
+                .bind(entry.updated_at)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    pub async fn get(&self, owner: &Owner) -> Result<Option<Entry>, StoreError> {
+        let sql = format!(
+            "SELECT sealed, kek_id, expires_at, scopes, updated_at FROM vault_entries WHERE {OWNER_MATCH}"
+        );
+        on_pool!(self, |pool| {
+            let row = sqlx::query(&sql)
+                .bind(owner.kind)
+                .bind(&owner.workload)
+                .bind(&owner.user_issuer)
+                .bind(&owner.user_id)
+                .bind(&owner.provider)
+                .bind(&owner.qualifier)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                None => Ok(None),
+                Some(row) => Ok(Some(Entry {
+                    owner: owner.clone(),
+                    sealed: row.try_get("sealed")?,
+                    kek_id: row.try_get("kek_id")?,
+                    expires_at: row.try_get("expires_at")?,
+                    scopes: row.try_get("scopes")?,
+                    updated_at: row.try_get("updated_at")?,
+                })),
+            }
+        })
+    }
+
+    /// Deletes the record; true when there was one.
+    pub async fn delete(&self, owner: &Owner) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM vault_entries WHERE {OWNER_MATCH}");
+        on_pool!(self, |pool| {
+            let done = sqlx::query(&sql)
+                .bind(owner.kind)
+                .bind(&owner.workload)
+                .bind(&owner.user_issuer)
+                .bind(&owner.user_id)
+                .bind(&owner.provider)
+                .bind(&owner.qualifier)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// Every record's owner and metadata (the sealed bytes included, for rotation), by owner.
+    pub async fn list(&self, kind: &'static str) -> Result<Vec<Entry>, StoreError> {
+        const SQL: &str = "SELECT workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at
+            FROM vault_entries WHERE kind = $1 ORDER BY workload, user_issuer, user_id, provider, qualifier";
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(SQL).bind(kind).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Entry {
+                        owner: Owner {
+                            kind,
+                            workload: row.try_get("workload")?,
+                            user_issuer: row.try_get("user_issuer")?,
+                            user_id: row.try_get("user_id")?,
+                            provider: row.try_get("provider")?,
+                            qualifier: row.try_get("qualifier")?,
+                        },
+                        sealed: row.try_get("sealed")?,
+                        kek_id: row.try_get("kek_id")?,
+                        expires_at: row.try_get("expires_at")?,
+                        scopes: row.try_get("scopes")?,
+                        updated_at: row.try_get("updated_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,156 @@
+//! The vault store, one suite run against both backends: SQLite in a temp folder and the real
+//! PostgreSQL on 127.0.0.1:5432 (a fresh database per test; the test fails loudly without it).
+
+use keygate::vault::seal::{self, Owner};
+use keygate::vault::{Entry, Kek, KeyRing, Store};
+use sqlx::Connection;
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh PostgreSQL database for one test.
+async fn fresh_postgres() -> String {
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed at {PG_ADMIN_URL} (tests/run starts it): {e}")
+        });
+    let name = format!("keygate_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+fn owner(workload: &str, issuer: &str, user: &str, provider: &str) -> Owner {
+    Owner {
+        kind: "oauth_user",
+        workload: workload.into(),
+        user_issuer: issuer.into(),
+        user_id: user.into(),
+        provider: provider.into(),
+        qualifier: String::new(),
+    }
+}
+
+fn ring() -> KeyRing {
+    KeyRing {
+        current: Kek::from_bytes([9u8; 32]),
+        previous: vec![],
+    }
+}
+
+fn entry(ring: &KeyRing, owner: &Owner, secret: &str) -> Entry {
+    Entry {
+        owner: owner.clone(),
+        sealed: seal::seal(ring, owner, secret.as_bytes()).unwrap(),
+        kek_id: ring.current.id.clone(),
+        expires_at: Some(seal_now() + 3600),
+        scopes: "read write".into(),
+        updated_at: seal_now(),
+    }
+}
+
+fn seal_now() -> i64 {
+    keygate::vault::store::now()
+}
+
+async fn suite(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    // Opening again (a restart, another replica) migrates nothing twice.
+    let again = Store::open(url).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), 1);
+    again.close().await;
+
+    let r = ring();
+    let alice = owner("agent", "https://idp", "alice", "docs");
+    let variants = [
+        owner("agent", "https://idp", "bob", "docs"),
+        owner("other-agent", "https://idp", "alice", "docs"),
+        owner("agent", "https://idp", "alice", "calendar"),
+        owner("agent", "https://other-idp", "alice", "docs"),
+        owner("agent", "", "alice", "docs"),
+    ];
+    store.put(&entry(&r, &alice, "token-alice")).await.unwrap();
+    let got = store.get(&alice).await.unwrap().unwrap();
+    assert_eq!(seal::open(&r, &alice, &got.sealed).unwrap(), b"token-alice");
+    assert_eq!(got.scopes, "read write");
+    for other in &variants {
+        assert!(
+            store.get(other).await.unwrap().is_none(),
+            "{other:?} sees alice's record"
+        );
+    }
+
+    // Overwrite in place.
+    store
+        .put(&entry(&r, &alice, "token-alice-2"))
+        .await
+        .unwrap();
+    let got = store.get(&alice).await.unwrap().unwrap();
+    assert_eq!(
+        seal::open(&r, &alice, &got.sealed).unwrap(),
+        b"token-alice-2"
+    );
+
+    // Concurrent writers, each acknowledged write readable.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        let owner = owner("agent", "https://idp", &format!("user-{i}"), "docs");
+        let e = entry(&r, &owner, &format!("token-{i}"));
+        tasks.push(tokio::spawn(async move { store.put(&e).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for i in 0..40 {
+        let o = owner("agent", "https://idp", &format!("user-{i}"), "docs");
+        let got = store.get(&o).await.unwrap().unwrap();
+        assert_eq!(
+            seal::open(&r, &o, &got.sealed).unwrap(),
+            format!("token-{i}").as_bytes()
+        );
+    }
+    assert_eq!(store.list("oauth_user").await.unwrap().len(), 41);
+
+    // Swapping ciphertexts between two users' rows is an integrity error, never the other secret.
+    let bob = &variants[0];
+    store.put(&entry(&r, bob, "token-bob")).await.unwrap();
+    let alice_row = store.get(&alice).await.unwrap().unwrap();
+    let mut swapped = store.get(bob).await.unwrap().unwrap();
+    swapped.sealed = alice_row.sealed.clone();
+    store.put(&swapped).await.unwrap();
+    let read = store.get(bob).await.unwrap().unwrap();
+    assert!(seal::open(&r, bob, &read.sealed).is_err());
+
+    assert!(store.delete(&alice).await.unwrap());
+    assert!(!store.delete(&alice).await.unwrap());
+    assert!(store.get(&alice).await.unwrap().is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(&format!(
+        "sqlite://{}/nested/keygate.db",
+        dir.path().display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    suite(&fresh_postgres().await).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_an_error_not_an_empty_vault() {
+    let err = Store::open("postgres://postgres@127.0.0.1:1/nothing")
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("unavailable"), "{err}");
+}
