@@ -26,6 +26,26 @@ pub enum SealError {
     Random,
 }
 
+/// The kinds of record the vault keeps (the `kind` of an [`Owner`]).
+pub const KINDS: &[&str] = &[
+    "oauth_user",
+    "oauth_m2m",
+    "api_key",
+    "client_secret",
+    "signing_key",
+    "consent_session",
+];
+
+/// The static name of a kind read back from the store; unknown kinds map to `"unknown"` (and
+/// so never open, since the kind is part of every seal's associated data).
+pub fn kind_name(kind: &str) -> &'static str {
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 /// Who a record belongs to; bound into every seal as associated data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owner {

@@ -50,7 +50,8 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
+const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     sqlite: "CREATE TABLE vault_entries (
         kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
@@ -62,7 +63,24 @@ const MIGRATIONS: &[Migration] = &[Migration {
         provider TEXT NOT NULL, qualifier TEXT NOT NULL,
         sealed BYTEA NOT NULL, kek_id TEXT NOT NULL, expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
         PRIMARY KEY (kind, workload, user_issuer, user_id, provider, qualifier))",
-}];
+    },
+    // Every write and delete is recorded here, so other processes (replicas, the CLI) can
+    // invalidate their caches: readers poll for sequence numbers above the last they saw.
+    Migration {
+        version: 2,
+        sqlite: "CREATE TABLE vault_changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, workload TEXT NOT NULL,
+            user_issuer TEXT NOT NULL, user_id TEXT NOT NULL, provider TEXT NOT NULL, qualifier TEXT NOT NULL,
+            changed_at BIGINT NOT NULL)",
+        postgres: "CREATE TABLE vault_changes (
+            seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, workload TEXT NOT NULL,
+            user_issuer TEXT NOT NULL, user_id TEXT NOT NULL, provider TEXT NOT NULL, qualifier TEXT NOT NULL,
+            changed_at BIGINT NOT NULL)",
+    },
+];
+
+const RECORD_CHANGE: &str = "INSERT INTO vault_changes (kind, workload, user_issuer, user_id, provider, qualifier, changed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 const OWNER_MATCH: &str = "kind = $1 AND workload = $2 AND user_issuer = $3 AND user_id = $4 AND provider = $5 AND qualifier = $6";
 
@@ -73,6 +91,22 @@ macro_rules! on_pool {
             Store::Sqlite($pool) => $body,
             Store::Postgres($pool) => $body,
         }
+    };
+}
+
+/// Appends a change row for `owner` inside transaction `tx`.
+macro_rules! record_change {
+    ($tx:ident, $owner:expr) => {
+        sqlx::query(RECORD_CHANGE)
+            .bind($owner.kind)
+            .bind(&$owner.workload)
+            .bind(&$owner.user_issuer)
+            .bind(&$owner.user_id)
+            .bind(&$owner.provider)
+            .bind(&$owner.qualifier)
+            .bind(now())
+            .execute(&mut *$tx)
+            .await?
     };
 }
 
@@ -181,6 +215,7 @@ impl Store {
             scopes = excluded.scopes, updated_at = excluded.updated_at";
         let o = &entry.owner;
         on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
             sqlx::query(SQL)
                 .bind(o.kind)
                 .bind(&o.workload)
@@ -193,8 +228,10 @@ impl Store {
                 .bind(entry.expires_at)
                 .bind(&entry.scopes)
                 .bind(entry.updated_at)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            record_change!(tx, o);
+            tx.commit().await?;
             Ok(())
         })
     }
@@ -231,6 +268,7 @@ impl Store {
     pub async fn delete(&self, owner: &Owner) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM vault_entries WHERE {OWNER_MATCH}");
         on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
             let done = sqlx::query(&sql)
                 .bind(owner.kind)
                 .bind(&owner.workload)
@@ -238,23 +276,28 @@ impl Store {
                 .bind(&owner.user_id)
                 .bind(&owner.provider)
                 .bind(&owner.qualifier)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            if done.rows_affected() > 0 {
+                record_change!(tx, owner);
+            }
+            tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })
     }
 
-    /// Every record's owner and metadata (the sealed bytes included, for rotation), by owner.
-    pub async fn list(&self, kind: &'static str) -> Result<Vec<Entry>, StoreError> {
-        const SQL: &str = "SELECT workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at
-            FROM vault_entries WHERE kind = $1 ORDER BY workload, user_issuer, user_id, provider, qualifier";
+    /// Every record (sealed bytes included, for rotation), in owner order.
+    pub async fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        const SQL: &str = "SELECT kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at
+            FROM vault_entries ORDER BY kind, workload, user_issuer, user_id, provider, qualifier";
         on_pool!(self, |pool| {
-            let rows = sqlx::query(SQL).bind(kind).fetch_all(pool).await?;
+            let rows = sqlx::query(SQL).fetch_all(pool).await?;
             rows.iter()
                 .map(|row| {
+                    let kind: String = row.try_get("kind")?;
                     Ok(Entry {
                         owner: Owner {
-                            kind,
+                            kind: super::seal::kind_name(&kind),
                             workload: row.try_get("workload")?,
                             user_issuer: row.try_get("user_issuer")?,
                             user_id: row.try_get("user_id")?,
@@ -270,6 +313,79 @@ impl Store {
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(StoreError::from)
+        })
+    }
+
+    /// Replaces a record only if it still holds `expected` (compare-and-swap), so a key
+    /// rotation never overwrites a newer write. True when replaced.
+    pub async fn replace_if_unchanged(
+        &self,
+        entry: &Entry,
+        expected: &[u8],
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE vault_entries SET sealed = $7, kek_id = $8 WHERE {OWNER_MATCH} AND sealed = $9"
+        );
+        let o = &entry.owner;
+        on_pool!(self, |pool| {
+            let done = sqlx::query(&sql)
+                .bind(o.kind)
+                .bind(&o.workload)
+                .bind(&o.user_issuer)
+                .bind(&o.user_id)
+                .bind(&o.provider)
+                .bind(&o.qualifier)
+                .bind(&entry.sealed)
+                .bind(&entry.kek_id)
+                .bind(expected)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// The newest change sequence number (0 when there is none).
+    pub async fn latest_change(&self) -> Result<i64, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM vault_changes")
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+    }
+
+    /// Owners changed after `seq`, with the newest sequence number seen.
+    pub async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<Owner>), StoreError> {
+        const SQL: &str = "SELECT seq, kind, workload, user_issuer, user_id, provider, qualifier
+            FROM vault_changes WHERE seq > $1 ORDER BY seq LIMIT 10000";
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(SQL).bind(seq).fetch_all(pool).await?;
+            let mut newest = seq;
+            let mut owners = Vec::with_capacity(rows.len());
+            for row in &rows {
+                newest = newest.max(row.try_get::<i64, _>("seq")?);
+                let kind: String = row.try_get("kind")?;
+                owners.push(Owner {
+                    kind: super::seal::kind_name(&kind),
+                    workload: row.try_get("workload")?,
+                    user_issuer: row.try_get("user_issuer")?,
+                    user_id: row.try_get("user_id")?,
+                    provider: row.try_get("provider")?,
+                    qualifier: row.try_get("qualifier")?,
+                });
+            }
+            Ok((newest, owners))
+        })
+    }
+
+    /// Forgets change rows older than `age_secs` (readers that far behind resync fully).
+    pub async fn prune_changes(&self, age_secs: i64) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM vault_changes WHERE changed_at < $1")
+                .bind(now() - age_secs)
+                .execute(pool)
+                .await?;
+            Ok(())
         })
     }
 

@@ -57,11 +57,12 @@ fn seal_now() -> i64 {
 
 async fn suite(url: &str) {
     let store = Store::open(url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     // Opening again (a restart, another replica) migrates nothing twice.
     let again = Store::open(url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
+    assert_eq!(again.schema_version().await.unwrap(), 2);
     again.close().await;
+    let start = store.latest_change().await.unwrap();
 
     let r = ring();
     let alice = owner("agent", "https://idp", "alice", "docs");
@@ -113,7 +114,7 @@ async fn suite(url: &str) {
             format!("token-{i}").as_bytes()
         );
     }
-    assert_eq!(store.list("oauth_user").await.unwrap().len(), 41);
+    assert_eq!(store.list().await.unwrap().len(), 41);
 
     // Swapping ciphertexts between two users' rows is an integrity error, never the other secret.
     let bob = &variants[0];
@@ -128,6 +129,15 @@ async fn suite(url: &str) {
     assert!(store.delete(&alice).await.unwrap());
     assert!(!store.delete(&alice).await.unwrap());
     assert!(store.get(&alice).await.unwrap().is_none());
+
+    // Every write and delete was recorded for other processes' caches, in order.
+    let (newest, changed) = store.changes_since(start).await.unwrap();
+    assert_eq!(newest, store.latest_change().await.unwrap());
+    assert_eq!(changed.first(), Some(&alice));
+    assert_eq!(changed.last(), Some(&alice));
+    assert_eq!(changed.len(), 1 + 1 + 40 + 1 + 1 + 1);
+    let (again, none) = store.changes_since(newest).await.unwrap();
+    assert_eq!((again, none.len()), (newest, 0));
     store.close().await;
 }
 
