@@ -17,6 +17,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub inbound_auth_failures_total: IntCounterVec,
     pub jwks_fetches_total: IntCounterVec,
+    pub vault_lookups_total: IntCounterVec,
+    pub vault_integrity_errors_total: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -75,6 +77,17 @@ impl Metrics {
             ),
             &["authorizer", "result"],
         )?;
+        let vault_lookups_total = IntCounterVec::new(
+            Opts::new(
+                "keygate_vault_lookups_total",
+                "Vault reads, by result: cache_hit, store_hit, absent, integrity_error, unavailable.",
+            ),
+            &["result"],
+        )?;
+        let vault_integrity_errors_total = prometheus::IntCounter::new(
+            "keygate_vault_integrity_errors_total",
+            "Vault records that failed to open (tampered, moved, or sealed by an unknown key); treated as absent.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keygate_build_info",
@@ -95,6 +108,8 @@ impl Metrics {
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(inbound_auth_failures_total.clone()))?;
         registry.register(Box::new(jwks_fetches_total.clone()))?;
+        registry.register(Box::new(vault_lookups_total.clone()))?;
+        registry.register(Box::new(vault_integrity_errors_total.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -106,6 +121,8 @@ impl Metrics {
             connections_open,
             inbound_auth_failures_total,
             jwks_fetches_total,
+            vault_lookups_total,
+            vault_integrity_errors_total,
         })
     }
 

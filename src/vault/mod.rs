@@ -1,11 +1,311 @@
 //! The token vault: everything secret that keygate keeps (OAuth tokens, API keys, client
 //! secrets, signing keys, pending consent tokens), sealed under a key hierarchy ([`keys`],
-//! [`seal`]) and bound to its owner so isolation is structural.
+//! [`seal`]), bound to its owner so isolation is structural, stored in SQLite or PostgreSQL
+//! ([`store`]), with decrypted values cached (moka) in front.
+//!
+//! The cache is invalidated on every write and delete here, and by a watcher that follows the
+//! store's change log, so writes by other processes (replicas, `keygate vault revoke`) take
+//! effect within a second. A record that fails to open is logged, counted and treated as
+//! absent; a store that cannot be reached is an error, never "no credential".
 
+pub mod credential;
 pub mod keys;
 pub mod seal;
 pub mod store;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use moka::Expiry;
+use moka::future::Cache;
+use prometheus::{IntCounter, IntCounterVec};
+
+pub use credential::{Credential, OAuthTokens};
 pub use keys::{Kek, KeyError, KeyRing};
 pub use seal::{Owner, SealError};
 pub use store::{Entry, Store, StoreError};
+
+use crate::config::VaultConfig;
+use crate::metrics::Metrics;
+
+/// Longest a decrypted value stays cached, whatever its expiry.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Change-log rows older than this are pruned.
+const CHANGE_LOG_RETENTION_SECS: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+    #[error("a token is larger than 4 KB; nothing was stored")]
+    TooLarge,
+    #[error("sealing failed: {0}")]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Why a load produced no value (kept out of the cache).
+#[derive(Debug)]
+enum Miss {
+    Absent,
+    Integrity,
+    Store(StoreError),
+}
+
+struct UntilExpiry;
+
+impl Expiry<Owner, Arc<Credential>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _: &Owner,
+        value: &Arc<Credential>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        let lifetime = match value.expires_at() {
+            Some(at) => Duration::from_secs(u64::try_from(at - store::now()).unwrap_or(0)),
+            None => MAX_CACHE_LIFETIME,
+        };
+        Some(lifetime.min(MAX_CACHE_LIFETIME))
+    }
+}
+
+/// Counters the vault updates.
+#[derive(Clone)]
+pub struct VaultMetrics {
+    lookups: IntCounterVec,
+    integrity_errors: IntCounter,
+}
+
+impl VaultMetrics {
+    pub fn from(metrics: &Metrics) -> Self {
+        VaultMetrics {
+            lookups: metrics.vault_lookups_total.clone(),
+            integrity_errors: metrics.vault_integrity_errors_total.clone(),
+        }
+    }
+
+    fn lookup(&self, result: &str) {
+        self.lookups.with_label_values(&[result]).inc();
+    }
+}
+
+/// What a key rotation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rotation {
+    pub resealed: usize,
+    pub already_current: usize,
+    /// Records that failed to open (left as they are, counted as integrity errors).
+    pub unreadable: usize,
+    /// Records changed by someone else while rotating (they were written under the current key).
+    pub raced: usize,
+}
+
+pub struct Vault {
+    store: Store,
+    ring: ArcSwap<KeyRing>,
+    cache: Cache<Owner, Arc<Credential>>,
+    metrics: Option<VaultMetrics>,
+    last_change: AtomicI64,
+}
+
+impl Vault {
+    /// Loads the keys, opens and migrates the store.
+    pub async fn open(
+        config: &VaultConfig,
+        metrics: Option<VaultMetrics>,
+    ) -> Result<Arc<Vault>, VaultError> {
+        let ring = KeyRing::load(&config.key, &config.previous_keys)?;
+        let store = Store::open(&config.store).await?;
+        let last_change = store.latest_change().await?;
+        Ok(Arc::new(Vault {
+            store,
+            ring: ArcSwap::from_pointee(ring),
+            cache: Cache::builder()
+                .max_capacity(config.cache_capacity)
+                .expire_after(UntilExpiry)
+                .build(),
+            metrics,
+            last_change: AtomicI64::new(last_change),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn current_key_id(&self) -> String {
+        self.ring.load().current.id.clone()
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(m) = &self.metrics {
+            m.lookup(result);
+        }
+    }
+
+    /// The credential for `owner`: from the cache, else from the store (concurrent misses for
+    /// one owner make one store read).
+    pub async fn get(&self, owner: &Owner) -> Result<Option<Arc<Credential>>, VaultError> {
+        if let Some(hit) = self.cache.get(owner).await {
+            self.count("cache_hit");
+            return Ok(Some(hit));
+        }
+        let loaded = self
+            .cache
+            .try_get_with(owner.clone(), self.load(owner))
+            .await;
+        match loaded {
+            Ok(value) => {
+                self.count("store_hit");
+                Ok(Some(value))
+            }
+            Err(miss) => match &*miss {
+                Miss::Absent => {
+                    self.count("absent");
+                    Ok(None)
+                }
+                Miss::Integrity => {
+                    self.count("integrity_error");
+                    Ok(None)
+                }
+                Miss::Store(e) => {
+                    self.count("unavailable");
+                    Err(VaultError::Unavailable(StoreError::Unavailable(
+                        e.to_string(),
+                    )))
+                }
+            },
+        }
+    }
+
+    async fn load(&self, owner: &Owner) -> Result<Arc<Credential>, Miss> {
+        let entry = self
+            .store
+            .get(owner)
+            .await
+            .map_err(Miss::Store)?
+            .ok_or(Miss::Absent)?;
+        let ring = self.ring.load();
+        let plaintext = seal::open(&ring, owner, entry.version, &entry.sealed)
+            .map_err(|error| self.integrity_error(owner, error))?;
+        let credential = Credential::from_wire(&plaintext)
+            .map_err(|_| self.integrity_error(owner, SealError::Malformed))?;
+        Ok(Arc::new(credential))
+    }
+
+    fn integrity_error(&self, owner: &Owner, error: SealError) -> Miss {
+        tracing::error!(
+            kind = owner.kind,
+            workload = %owner.workload,
+            provider = %owner.provider,
+            %error,
+            "vault record failed to open; treating it as absent"
+        );
+        if let Some(m) = &self.metrics {
+            m.integrity_errors.inc();
+        }
+        Miss::Integrity
+    }
+
+    /// Seals and stores `credential` for `owner`; returns once the store has committed it.
+    pub async fn put(&self, owner: &Owner, credential: &Credential) -> Result<(), VaultError> {
+        if !credential.within_limits() {
+            return Err(VaultError::TooLarge);
+        }
+        let plaintext = credential
+            .to_wire()
+            .map_err(|_| VaultError::Seal(SealError::Malformed))?;
+        let ring = self.ring.load();
+        let version = seal::new_version()?;
+        let entry = Entry {
+            owner: owner.clone(),
+            sealed: seal::seal(&ring, owner, version, &plaintext)?,
+            kek_id: ring.current.id.clone(),
+            version,
+            expires_at: credential.expires_at(),
+            scopes: credential.scopes(),
+            updated_at: store::now(),
+        };
+        self.store.put(&entry).await?;
+        self.cache.invalidate(owner).await;
+        Ok(())
+    }
+
+    /// Deletes the record for `owner`; true when there was one.
+    pub async fn delete(&self, owner: &Owner) -> Result<bool, VaultError> {
+        let deleted = self.store.delete(owner).await?;
+        self.cache.invalidate(owner).await;
+        Ok(deleted)
+    }
+
+    /// Invalidates cached values that other processes changed since the last call.
+    pub async fn sync_changes(&self) -> Result<usize, VaultError> {
+        let since = self.last_change.load(Ordering::Acquire);
+        let (newest, owners) = self.store.changes_since(since).await?;
+        for owner in &owners {
+            self.cache.invalidate(owner).await;
+        }
+        self.last_change.store(newest, Ordering::Release);
+        Ok(owners.len())
+    }
+
+    /// Follows the store's change log every `every` until the vault is dropped.
+    pub fn spawn_change_watcher(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks: u64 = 0;
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(vault) = weak.upgrade() else { return };
+                if let Err(error) = vault.sync_changes().await {
+                    tracing::warn!(%error, "vault change log not read; cached values may be stale until it is");
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(600) {
+                    let _ = vault.store.prune_changes(CHANGE_LOG_RETENTION_SECS).await;
+                }
+            }
+        });
+    }
+
+    /// Re-seals every record not sealed by the current key (compare-and-swap per record, so
+    /// writes made meanwhile are kept).
+    pub async fn rotate(&self) -> Result<Rotation, VaultError> {
+        let ring = self.ring.load();
+        let mut report = Rotation::default();
+        for entry in self.store.list().await? {
+            if entry.kek_id == ring.current.id
+                && seal::sealed_by(&entry.sealed).ok() == Some(ring.current.id.as_str())
+            {
+                report.already_current += 1;
+                continue;
+            }
+            let resealed = match seal::reseal(&ring, &entry.owner, entry.version, &entry.sealed) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    let _ = self.integrity_error(&entry.owner, error);
+                    report.unreadable += 1;
+                    continue;
+                }
+            };
+            let replacement = Entry {
+                sealed: resealed,
+                kek_id: ring.current.id.clone(),
+                ..entry.clone()
+            };
+            if self
+                .store
+                .replace_if_unchanged(&replacement, &entry.sealed)
+                .await?
+            {
+                report.resealed += 1;
+            } else {
+                report.raced += 1;
+            }
+        }
+        Ok(report)
+    }
+}

@@ -2,7 +2,9 @@
 //! the data is sealed with it (AES-256-GCM) and the data key is sealed with the current
 //! key-encryption key. Both seals carry associated data naming the record's owner (kind,
 //! workload, user, provider, scope), so a ciphertext copied into another owner's row fails to
-//! open. Rotation re-wraps the data key under the new key-encryption key.
+//! open. The row's record version is bound too, so an older ciphertext replayed into a row that
+//! has since been rewritten fails to open as well. Rotation re-seals under the new
+//! key-encryption key with the same version.
 //!
 //! Layout: `1 | len(kek_id) | kek_id | dek_nonce(12) | wrapped_dek(32+16) | nonce(12) | ciphertext+tag`.
 
@@ -60,9 +62,9 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// An unambiguous byte string: each field length-prefixed.
-    fn aad(&self, purpose: &str, kek_id: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
+    /// An unambiguous byte string: each field length-prefixed, then the record version.
+    fn aad(&self, purpose: &str, kek_id: &str, version: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(136);
         for part in [
             purpose,
             kek_id,
@@ -76,6 +78,7 @@ impl Owner {
             out.extend_from_slice(&(part.len() as u32).to_be_bytes());
             out.extend_from_slice(part.as_bytes());
         }
+        out.extend_from_slice(&version.to_be_bytes());
         out
     }
 }
@@ -124,20 +127,36 @@ fn open_with(
     Ok(plain.to_vec())
 }
 
-/// Seals `plaintext` for `owner` under the ring's current key.
-pub fn seal(ring: &KeyRing, owner: &Owner, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+/// A fresh record version for a write.
+pub fn new_version() -> Result<i64, SealError> {
+    let bytes: [u8; 8] = random()?;
+    Ok(i64::from_be_bytes(bytes) & i64::MAX)
+}
+
+/// Seals `plaintext` for `owner` (at record `version`) under the ring's current key.
+pub fn seal(
+    ring: &KeyRing,
+    owner: &Owner,
+    version: i64,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
     let dek: [u8; KEY_BYTES] = random()?;
-    seal_with_dek(&ring.current, owner, &dek, plaintext)
+    seal_with_dek(&ring.current, owner, version, &dek, plaintext)
 }
 
 fn seal_with_dek(
     kek: &Kek,
     owner: &Owner,
+    version: i64,
     dek: &[u8; KEY_BYTES],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
-    let (dek_nonce, wrapped) = seal_with(&key(kek.expose())?, &owner.aad("dek", &kek.id), dek)?;
-    let (nonce, ciphertext) = seal_with(&key(dek)?, &owner.aad("data", ""), plaintext)?;
+    let (dek_nonce, wrapped) = seal_with(
+        &key(kek.expose())?,
+        &owner.aad("dek", &kek.id, version),
+        dek,
+    )?;
+    let (nonce, ciphertext) = seal_with(&key(dek)?, &owner.aad("data", "", version), plaintext)?;
     let id = kek.id.as_bytes();
     let mut out =
         Vec::with_capacity(2 + id.len() + NONCE_LEN * 2 + wrapped.len() + ciphertext.len());
@@ -197,12 +216,13 @@ pub fn sealed_by(sealed: &[u8]) -> Result<&str, SealError> {
 fn unwrap_dek(
     ring: &KeyRing,
     owner: &Owner,
+    version: i64,
     parsed: &Parsed<'_>,
 ) -> Result<[u8; KEY_BYTES], SealError> {
     let kek = ring.find(parsed.kek_id).ok_or(SealError::UnknownKey)?;
     let dek = open_with(
         &key(kek.expose())?,
-        &owner.aad("dek", &kek.id),
+        &owner.aad("dek", &kek.id, version),
         parsed.dek_nonce,
         parsed.wrapped,
     )?;
@@ -210,21 +230,31 @@ fn unwrap_dek(
 }
 
 /// Opens a record sealed for `owner` by any key in the ring.
-pub fn open(ring: &KeyRing, owner: &Owner, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+pub fn open(
+    ring: &KeyRing,
+    owner: &Owner,
+    version: i64,
+    sealed: &[u8],
+) -> Result<Vec<u8>, SealError> {
     let parsed = parse(sealed)?;
-    let dek = unwrap_dek(ring, owner, &parsed)?;
+    let dek = unwrap_dek(ring, owner, version, &parsed)?;
     open_with(
         &key(&dek)?,
-        &owner.aad("data", ""),
+        &owner.aad("data", "", version),
         parsed.nonce,
         parsed.ciphertext,
     )
 }
 
 /// Re-seals a record under the ring's current key (checking the data still opens first).
-pub fn reseal(ring: &KeyRing, owner: &Owner, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-    let plaintext = open(ring, owner, sealed)?;
-    seal(ring, owner, &plaintext)
+pub fn reseal(
+    ring: &KeyRing,
+    owner: &Owner,
+    version: i64,
+    sealed: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let plaintext = open(ring, owner, version, sealed)?;
+    seal(ring, owner, version, &plaintext)
 }
 
 #[cfg(test)]
@@ -252,8 +282,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let r = ring(1, &[]);
-        let sealed = seal(&r, &owner("alice"), b"token-a").unwrap();
-        assert_eq!(open(&r, &owner("alice"), &sealed).unwrap(), b"token-a");
+        let sealed = seal(&r, &owner("alice"), 1, b"token-a").unwrap();
+        assert_eq!(open(&r, &owner("alice"), 1, &sealed).unwrap(), b"token-a");
         assert_eq!(sealed_by(&sealed).unwrap(), r.current.id);
         assert!(!sealed.windows(7).any(|w| w == b"token-a"));
     }
@@ -261,66 +291,82 @@ mod tests {
     #[test]
     fn a_record_moved_to_another_owner_does_not_open() {
         let r = ring(1, &[]);
-        let sealed = seal(&r, &owner("alice"), b"token-a").unwrap();
-        assert_eq!(open(&r, &owner("bob"), &sealed), Err(SealError::Integrity));
+        let sealed = seal(&r, &owner("alice"), 1, b"token-a").unwrap();
+        assert_eq!(
+            open(&r, &owner("bob"), 1, &sealed),
+            Err(SealError::Integrity)
+        );
         let mut other_issuer = owner("alice");
         other_issuer.user_issuer = "https://other".into();
-        assert_eq!(open(&r, &other_issuer, &sealed), Err(SealError::Integrity));
+        assert_eq!(
+            open(&r, &other_issuer, 1, &sealed),
+            Err(SealError::Integrity)
+        );
         // Field boundaries are unambiguous.
         let mut shifted = owner("alice");
         shifted.user_issuer = "https://idpalice".into();
         shifted.user_id = String::new();
-        assert_eq!(open(&r, &shifted, &sealed), Err(SealError::Integrity));
+        assert_eq!(open(&r, &shifted, 1, &sealed), Err(SealError::Integrity));
     }
 
     #[test]
     fn every_flipped_byte_and_every_truncation_fails() {
         let r = ring(1, &[]);
-        let sealed = seal(&r, &owner("alice"), b"token-a").unwrap();
+        let sealed = seal(&r, &owner("alice"), 1, b"token-a").unwrap();
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
             assert!(
-                open(&r, &owner("alice"), &bad).is_err(),
+                open(&r, &owner("alice"), 1, &bad).is_err(),
                 "flip at {i} opened"
             );
         }
         for n in 0..sealed.len() {
             assert!(
-                open(&r, &owner("alice"), &sealed[..n]).is_err(),
+                open(&r, &owner("alice"), 1, &sealed[..n]).is_err(),
                 "truncation to {n} opened"
             );
         }
     }
 
     #[test]
+    fn an_older_version_replayed_into_a_rewritten_row_does_not_open() {
+        let r = ring(1, &[]);
+        let old = seal(&r, &owner("alice"), 1, b"token-old").unwrap();
+        assert_eq!(
+            open(&r, &owner("alice"), 2, &old),
+            Err(SealError::Integrity)
+        );
+    }
+
+    #[test]
     fn previous_keys_open_and_reseal_moves_to_the_current_key() {
         let old = ring(1, &[]);
-        let sealed = seal(&old, &owner("alice"), b"token-a").unwrap();
+        let sealed = seal(&old, &owner("alice"), 1, b"token-a").unwrap();
         let rotated = ring(2, &[1]);
         assert_eq!(
-            open(&rotated, &owner("alice"), &sealed).unwrap(),
+            open(&rotated, &owner("alice"), 1, &sealed).unwrap(),
             b"token-a"
         );
-        let resealed = reseal(&rotated, &owner("alice"), &sealed).unwrap();
+        let resealed = reseal(&rotated, &owner("alice"), 1, &sealed).unwrap();
         assert_eq!(sealed_by(&resealed).unwrap(), rotated.current.id);
         let only_new = ring(2, &[]);
         assert_eq!(
-            open(&only_new, &owner("alice"), &resealed).unwrap(),
+            open(&only_new, &owner("alice"), 1, &resealed).unwrap(),
             b"token-a"
         );
         assert_eq!(
-            open(&only_new, &owner("alice"), &sealed),
+            open(&only_new, &owner("alice"), 1, &sealed),
             Err(SealError::UnknownKey)
         );
     }
 
     #[test]
     fn a_different_key_with_a_forged_id_fails() {
-        let sealed = seal(&ring(1, &[]), &owner("alice"), b"token-a").unwrap();
+        let sealed = seal(&ring(1, &[]), &owner("alice"), 1, b"token-a").unwrap();
         // Same id text would require the same key bytes; a new key has a new id.
         assert_eq!(
-            open(&ring(3, &[]), &owner("alice"), &sealed),
+            open(&ring(3, &[]), &owner("alice"), 1, &sealed),
             Err(SealError::UnknownKey)
         );
     }

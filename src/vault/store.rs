@@ -36,6 +36,9 @@ pub struct Entry {
     pub owner: Owner,
     pub sealed: Vec<u8>,
     pub kek_id: String,
+    /// Changes on every write and is bound into the seal: an older ciphertext replayed into
+    /// the row does not open.
+    pub version: i64,
     /// Unix seconds; `None` for records that do not expire (API keys).
     pub expires_at: Option<i64>,
     /// Space-separated scopes the record covers (OAuth tokens).
@@ -56,12 +59,14 @@ const MIGRATIONS: &[Migration] = &[
     sqlite: "CREATE TABLE vault_entries (
         kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
         provider TEXT NOT NULL, qualifier TEXT NOT NULL,
-        sealed BLOB NOT NULL, kek_id TEXT NOT NULL, expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
+        sealed BLOB NOT NULL, kek_id TEXT NOT NULL, record_version BIGINT NOT NULL,
+        expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
         PRIMARY KEY (kind, workload, user_issuer, user_id, provider, qualifier))",
     postgres: "CREATE TABLE vault_entries (
         kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
         provider TEXT NOT NULL, qualifier TEXT NOT NULL,
-        sealed BYTEA NOT NULL, kek_id TEXT NOT NULL, expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
+        sealed BYTEA NOT NULL, kek_id TEXT NOT NULL, record_version BIGINT NOT NULL,
+        expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
         PRIMARY KEY (kind, workload, user_issuer, user_id, provider, qualifier))",
     },
     // Every write and delete is recorded here, so other processes (replicas, the CLI) can
@@ -208,10 +213,11 @@ impl Store {
     /// Inserts or replaces the record for `entry.owner`; returns once committed.
     pub async fn put(&self, entry: &Entry) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO vault_entries
-            (kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            (kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at, record_version)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
             ON CONFLICT (kind, workload, user_issuer, user_id, provider, qualifier) DO UPDATE SET
             sealed = excluded.sealed, kek_id = excluded.kek_id, expires_at = excluded.expires_at,
+            record_version = excluded.record_version,
             scopes = excluded.scopes, updated_at = excluded.updated_at";
         let o = &entry.owner;
         on_pool!(self, |pool| {
@@ -228,6 +234,7 @@ impl Store {
                 .bind(entry.expires_at)
                 .bind(&entry.scopes)
                 .bind(entry.updated_at)
+                .bind(entry.version)
                 .execute(&mut *tx)
                 .await?;
             record_change!(tx, o);
@@ -238,7 +245,7 @@ impl Store {
 
     pub async fn get(&self, owner: &Owner) -> Result<Option<Entry>, StoreError> {
         let sql = format!(
-            "SELECT sealed, kek_id, expires_at, scopes, updated_at FROM vault_entries WHERE {OWNER_MATCH}"
+            "SELECT sealed, kek_id, record_version, expires_at, scopes, updated_at FROM vault_entries WHERE {OWNER_MATCH}"
         );
         on_pool!(self, |pool| {
             let row = sqlx::query(&sql)
@@ -256,6 +263,7 @@ impl Store {
                     owner: owner.clone(),
                     sealed: row.try_get("sealed")?,
                     kek_id: row.try_get("kek_id")?,
+                    version: row.try_get("record_version")?,
                     expires_at: row.try_get("expires_at")?,
                     scopes: row.try_get("scopes")?,
                     updated_at: row.try_get("updated_at")?,
@@ -288,7 +296,7 @@ impl Store {
 
     /// Every record (sealed bytes included, for rotation), in owner order.
     pub async fn list(&self) -> Result<Vec<Entry>, StoreError> {
-        const SQL: &str = "SELECT kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at
+        const SQL: &str = "SELECT kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, record_version, expires_at, scopes, updated_at
             FROM vault_entries ORDER BY kind, workload, user_issuer, user_id, provider, qualifier";
         on_pool!(self, |pool| {
             let rows = sqlx::query(SQL).fetch_all(pool).await?;
@@ -306,6 +314,7 @@ impl Store {
                         },
                         sealed: row.try_get("sealed")?,
                         kek_id: row.try_get("kek_id")?,
+                        version: row.try_get("record_version")?,
                         expires_at: row.try_get("expires_at")?,
                         scopes: row.try_get("scopes")?,
                         updated_at: row.try_get("updated_at")?,

@@ -43,8 +43,9 @@ fn ring() -> KeyRing {
 fn entry(ring: &KeyRing, owner: &Owner, secret: &str) -> Entry {
     Entry {
         owner: owner.clone(),
-        sealed: seal::seal(ring, owner, secret.as_bytes()).unwrap(),
+        sealed: seal::seal(ring, owner, 7, secret.as_bytes()).unwrap(),
         kek_id: ring.current.id.clone(),
+        version: 7,
         expires_at: Some(seal_now() + 3600),
         scopes: "read write".into(),
         updated_at: seal_now(),
@@ -75,7 +76,10 @@ async fn suite(url: &str) {
     ];
     store.put(&entry(&r, &alice, "token-alice")).await.unwrap();
     let got = store.get(&alice).await.unwrap().unwrap();
-    assert_eq!(seal::open(&r, &alice, &got.sealed).unwrap(), b"token-alice");
+    assert_eq!(
+        seal::open(&r, &alice, 7, &got.sealed).unwrap(),
+        b"token-alice"
+    );
     assert_eq!(got.scopes, "read write");
     for other in &variants {
         assert!(
@@ -91,7 +95,7 @@ async fn suite(url: &str) {
         .unwrap();
     let got = store.get(&alice).await.unwrap().unwrap();
     assert_eq!(
-        seal::open(&r, &alice, &got.sealed).unwrap(),
+        seal::open(&r, &alice, 7, &got.sealed).unwrap(),
         b"token-alice-2"
     );
 
@@ -110,7 +114,7 @@ async fn suite(url: &str) {
         let o = owner("agent", "https://idp", &format!("user-{i}"), "docs");
         let got = store.get(&o).await.unwrap().unwrap();
         assert_eq!(
-            seal::open(&r, &o, &got.sealed).unwrap(),
+            seal::open(&r, &o, 7, &got.sealed).unwrap(),
             format!("token-{i}").as_bytes()
         );
     }
@@ -124,7 +128,7 @@ async fn suite(url: &str) {
     swapped.sealed = alice_row.sealed.clone();
     store.put(&swapped).await.unwrap();
     let read = store.get(bob).await.unwrap().unwrap();
-    assert!(seal::open(&r, bob, &read.sealed).is_err());
+    assert!(seal::open(&r, bob, 7, &read.sealed).is_err());
 
     assert!(store.delete(&alice).await.unwrap());
     assert!(!store.delete(&alice).await.unwrap());
