@@ -12,3 +12,4 @@ mod oidc_interop;
 mod proxy;
 mod store;
 mod tls;
+mod vault;

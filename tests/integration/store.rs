@@ -3,24 +3,8 @@
 
 use keygate::vault::seal::{self, Owner};
 use keygate::vault::{Entry, Kek, KeyRing, Store};
-use sqlx::Connection;
 
-const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A fresh PostgreSQL database for one test.
-async fn fresh_postgres() -> String {
-    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is needed at {PG_ADMIN_URL} (tests/run starts it): {e}")
-        });
-    let name = format!("keygate_t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
-}
+use crate::vault::fresh_postgres;
 
 fn owner(workload: &str, issuer: &str, user: &str, provider: &str) -> Owner {
     Owner {

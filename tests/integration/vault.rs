@@ -1,0 +1,383 @@
+//! The vault over both stores: cache, isolation, the 4 KB limit, tampering with the real
+//! database rows, a lost key file, rotation under a read load, and invalidation across processes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use keygate::config::{SecretSource, VaultConfig};
+use keygate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, VaultMetrics, seal};
+use secrecy::ExposeSecret;
+use sqlx::Connection;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh PostgreSQL database for one test; fails loudly without PostgreSQL.
+pub async fn fresh_postgres() -> String {
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed at {PG_ADMIN_URL} (tests/run starts it): {e}")
+        });
+    let name = format!("keygate_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+struct Backend {
+    store: String,
+    dir: tempfile::TempDir,
+}
+
+impl Backend {
+    async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        Backend {
+            store: format!("sqlite://{}/keygate.db", dir.path().display()),
+            dir,
+        }
+    }
+
+    async fn postgres() -> Backend {
+        Backend {
+            store: fresh_postgres().await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config(&self, key: &str, previous: &[&str], cache_capacity: u64) -> VaultConfig {
+        VaultConfig {
+            store: self.store.clone(),
+            key: SecretSource::File(self.dir.path().join(key)),
+            previous_keys: previous
+                .iter()
+                .map(|k| SecretSource::File(self.dir.path().join(k)))
+                .collect(),
+            cache_capacity,
+        }
+    }
+
+    async fn vault(&self, key: &str, previous: &[&str]) -> (Arc<Vault>, keygate::metrics::Metrics) {
+        let metrics = keygate::metrics::Metrics::new().unwrap();
+        let vault = Vault::open(
+            &self.config(key, previous, 1000),
+            Some(VaultMetrics::from(&metrics)),
+        )
+        .await
+        .unwrap();
+        (vault, metrics)
+    }
+
+    /// Runs SQL against the store directly, as someone with database access would.
+    async fn sql(&self, sql: &str, sealed: Option<Vec<u8>>) {
+        if let Some(path) = self.store.strip_prefix("sqlite://") {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                .await
+                .unwrap();
+            let mut q = sqlx::query(sql);
+            if let Some(bytes) = sealed {
+                q = q.bind(bytes);
+            }
+            q.execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.store).await.unwrap();
+            let mut q = sqlx::query(sql);
+            if let Some(bytes) = sealed {
+                q = q.bind(bytes);
+            }
+            q.execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+fn user(name: &str) -> Owner {
+    Owner {
+        kind: "oauth_user",
+        workload: "agent".into(),
+        user_issuer: "https://idp".into(),
+        user_id: name.into(),
+        provider: "docs".into(),
+        qualifier: String::new(),
+    }
+}
+
+fn tokens(access: &str) -> Credential {
+    Credential::OAuth(OAuthTokens {
+        access_token: access.to_string().into(),
+        refresh_token: Some(format!("refresh-{access}").into()),
+        expires_at: Some(keygate::vault::store::now() + 3600),
+        scopes: vec!["read".into(), "write".into()],
+    })
+}
+
+fn access(credential: &Credential) -> String {
+    match credential {
+        Credential::OAuth(t) => t.access_token.expose_secret().to_string(),
+        Credential::Secret(s) => s.expose_secret().to_string(),
+    }
+}
+
+fn counter(metrics: &keygate::metrics::Metrics, needle: &str) -> u64 {
+    let text = metrics.encode();
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn basics(backend: Backend) {
+    let (vault, metrics) = backend.vault("vault.key", &[]).await;
+    vault
+        .put(&user("alice"), &tokens("at-alice"))
+        .await
+        .unwrap();
+    vault.put(&user("bob"), &tokens("at-bob")).await.unwrap();
+    assert_eq!(
+        access(&vault.get(&user("alice")).await.unwrap().unwrap()),
+        "at-alice"
+    );
+    assert_eq!(
+        access(&vault.get(&user("alice")).await.unwrap().unwrap()),
+        "at-alice"
+    );
+    assert_eq!(
+        access(&vault.get(&user("bob")).await.unwrap().unwrap()),
+        "at-bob"
+    );
+    assert!(vault.get(&user("carol")).await.unwrap().is_none());
+    assert_eq!(
+        counter(
+            &metrics,
+            r#"keygate_vault_lookups_total{result="cache_hit"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            r#"keygate_vault_lookups_total{result="store_hit"}"#
+        ),
+        2
+    );
+    assert_eq!(
+        counter(&metrics, r#"keygate_vault_lookups_total{result="absent"}"#),
+        1
+    );
+
+    // A write replaces the cached value at once.
+    vault
+        .put(&user("alice"), &tokens("at-alice-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        access(&vault.get(&user("alice")).await.unwrap().unwrap()),
+        "at-alice-2"
+    );
+
+    // Over 4 KB: refused, nothing stored, the old value stays.
+    let big = tokens(&"x".repeat(4097));
+    assert!(matches!(
+        vault.put(&user("alice"), &big).await,
+        Err(VaultError::TooLarge)
+    ));
+    assert_eq!(
+        access(&vault.get(&user("alice")).await.unwrap().unwrap()),
+        "at-alice-2"
+    );
+
+    // Another process (a replica, the CLI) deletes: this one follows the change log.
+    let (other, _) = backend.vault("vault.key", &[]).await;
+    assert!(other.delete(&user("bob")).await.unwrap());
+    assert!(
+        vault.get(&user("bob")).await.unwrap().is_some(),
+        "cached until the change log is read"
+    );
+    vault.sync_changes().await.unwrap();
+    assert!(vault.get(&user("bob")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn basics_on_sqlite() {
+    basics(Backend::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn basics_on_postgres() {
+    basics(Backend::postgres().await).await;
+}
+
+const ALICE_ROW: &str = "kind = 'oauth_user' AND workload = 'agent' AND user_id = 'alice'";
+
+async fn tampering(backend: Backend) {
+    let (vault, _) = backend.vault("vault.key", &[]).await;
+    vault
+        .put(&user("alice"), &tokens("at-alice"))
+        .await
+        .unwrap();
+    vault.put(&user("bob"), &tokens("at-bob")).await.unwrap();
+    let alice_row = vault.store().get(&user("alice")).await.unwrap().unwrap();
+    let bob_row = vault.store().get(&user("bob")).await.unwrap().unwrap();
+
+    // Alice's row is rewritten (new version); each case then changes it in the database, and a
+    // fresh vault (no cache) must refuse it.
+    vault
+        .put(&user("alice"), &tokens("at-alice-newer"))
+        .await
+        .unwrap();
+    let current = vault.store().get(&user("alice")).await.unwrap().unwrap();
+    let mut flipped = current.sealed.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x80;
+    let truncated = current.sealed[..current.sealed.len() - 5].to_vec();
+    let set_sealed = format!("UPDATE vault_entries SET sealed = $1 WHERE {ALICE_ROW}");
+    let cases: Vec<(&str, String, Option<Vec<u8>>)> = vec![
+        (
+            "an older record replayed",
+            set_sealed.clone(),
+            Some(alice_row.sealed.clone()),
+        ),
+        ("flipped byte", set_sealed.clone(), Some(flipped)),
+        ("truncated", set_sealed.clone(), Some(truncated)),
+        (
+            "bob's ciphertext and version copied in",
+            format!(
+                "UPDATE vault_entries SET sealed = $1, record_version = {} WHERE {ALICE_ROW}",
+                bob_row.version
+            ),
+            Some(bob_row.sealed.clone()),
+        ),
+    ];
+    for (what, sql, bytes) in cases {
+        backend.sql(&sql, bytes).await;
+        let metrics = keygate::metrics::Metrics::new().unwrap();
+        let fresh = Vault::open(
+            &backend.config("vault.key", &[], 100),
+            Some(VaultMetrics::from(&metrics)),
+        )
+        .await
+        .unwrap();
+        let got = fresh.get(&user("alice")).await.unwrap();
+        assert!(
+            got.is_none(),
+            "{what}: opened as {:?}",
+            got.map(|c| access(&c))
+        );
+        assert_eq!(
+            counter(&metrics, "keygate_vault_integrity_errors_total"),
+            1,
+            "{what}"
+        );
+        assert_eq!(
+            access(&fresh.get(&user("bob")).await.unwrap().unwrap()),
+            "at-bob",
+            "{what}"
+        );
+    }
+
+    // The key file is lost and a new key made: every record is an integrity error, not a panic.
+    std::fs::remove_file(backend.dir.path().join("vault.key")).unwrap();
+    let (fresh, metrics) = backend.vault("vault.key", &[]).await;
+    assert!(fresh.get(&user("bob")).await.unwrap().is_none());
+    assert_eq!(counter(&metrics, "keygate_vault_integrity_errors_total"), 1);
+}
+
+#[tokio::test]
+async fn tampering_on_sqlite() {
+    tampering(Backend::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn tampering_on_postgres() {
+    tampering(Backend::postgres().await).await;
+}
+
+async fn rotation(backend: Backend) {
+    let (old, _) = backend.vault("key-a", &[]).await;
+    for i in 0..50 {
+        old.put(&user(&format!("u{i}")), &tokens(&format!("at-{i}")))
+            .await
+            .unwrap();
+    }
+    let old_id = old.current_key_id();
+    // The operator makes key-b current and keeps key-a as a previous key.
+    std::fs::rename(
+        backend.dir.path().join("key-a"),
+        backend.dir.path().join("key-a.old"),
+    )
+    .unwrap();
+    let (rotating, _) = backend.vault("key-b", &["key-a.old"]).await;
+    assert_ne!(rotating.current_key_id(), old_id);
+
+    // Readers without a cache hammer the store while the rotation runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let reader = Vault::open(&backend.config("key-b", &["key-a.old"], 0), None)
+            .await
+            .unwrap();
+        let (stop, reads) = (stop.clone(), reads.clone());
+        readers.push(tokio::spawn(async move {
+            let mut i = r;
+            while !stop.load(Ordering::SeqCst) {
+                let n = i % 50;
+                let got = reader.get(&user(&format!("u{n}"))).await.unwrap();
+                assert_eq!(
+                    access(&got.expect("a read failed during rotation")),
+                    format!("at-{n}")
+                );
+                reads.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        }));
+    }
+    let report = rotating.rotate().await.unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(report.resealed, 50, "{report:?}");
+    assert!(reads.load(Ordering::SeqCst) > 0);
+    for entry in rotating.store().list().await.unwrap() {
+        assert_eq!(entry.kek_id, rotating.current_key_id());
+        assert_eq!(
+            seal::sealed_by(&entry.sealed).unwrap(),
+            rotating.current_key_id()
+        );
+    }
+    // The old key can go now.
+    let (only_new, _) = backend.vault("key-b", &[]).await;
+    assert_eq!(
+        access(&only_new.get(&user("u7")).await.unwrap().unwrap()),
+        "at-7"
+    );
+    assert_eq!(only_new.rotate().await.unwrap().already_current, 50);
+}
+
+#[tokio::test]
+async fn rotation_under_load_on_sqlite() {
+    rotation(Backend::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn rotation_under_load_on_postgres() {
+    rotation(Backend::postgres().await).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_unavailable_not_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = VaultConfig {
+        store: "postgres://postgres@127.0.0.1:1/none".into(),
+        key: SecretSource::File(dir.path().join("k")),
+        previous_keys: vec![],
+        cache_capacity: 10,
+    };
+    assert!(matches!(
+        Vault::open(&config, None).await,
+        Err(VaultError::Unavailable(_))
+    ));
+}
