@@ -381,3 +381,67 @@ async fn an_unreachable_store_is_unavailable_not_absent() {
         Err(VaultError::Unavailable(_))
     ));
 }
+
+/// The helper that writes records until killed (built with the tests as an example).
+fn vault_writer() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir.join("examples/vault-writer");
+    assert!(path.is_file(), "{} is missing: build it with `cargo test --all-targets` (tests/run does)", path.display());
+    path
+}
+
+async fn kill_during_writes(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let key = backend.dir.path().join("vault.key");
+    let mut child = tokio::process::Command::new(vault_writer())
+        .arg(&backend.store)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked: Option<u64> = None;
+    while acked.is_none_or(|n| n < 200) {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the writer stopped acknowledging")
+            .unwrap()
+            .expect("the writer exited");
+        acked = line.strip_prefix("acked ").and_then(|n| n.parse().ok());
+    }
+    // SIGKILL mid-burst: no chance to flush or close anything.
+    child.start_kill().unwrap();
+    // Acks printed before the kill landed may still be in the pipe; they count too.
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(n) = line.strip_prefix("acked ").and_then(|n| n.parse().ok()) {
+            acked = Some(n);
+        }
+    }
+    child.wait().await.unwrap();
+    let last = acked.unwrap();
+    let vault = Vault::open(&backend.config("vault.key", &[], 10), None).await.unwrap();
+    for i in 0..=last {
+        let owner = Owner {
+            kind: "api_key",
+            workload: "writer".into(),
+            user_issuer: String::new(),
+            user_id: String::new(),
+            provider: format!("w{i}"),
+            qualifier: String::new(),
+        };
+        let got = vault.get(&owner).await.unwrap().unwrap_or_else(|| panic!("acknowledged write w{i} lost (last ack {last})"));
+        assert_eq!(access(&got), format!("secret-{i}"));
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_writes_loses_no_acknowledged_write_on_sqlite() {
+    kill_during_writes(Backend::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn kill_9_during_writes_loses_no_acknowledged_write_on_postgres() {
+    kill_during_writes(Backend::postgres().await).await;
+}
