@@ -164,9 +164,7 @@ fn user_jwts(c: &mut Criterion) {
 }
 
 fn workload_tokens(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let tokens =
-        WorkloadTokens::load_or_create(&dir.path().join("k"), "http://127.0.0.1:8080").unwrap();
+    let tokens = WorkloadTokens::generate("http://127.0.0.1:8080").unwrap();
     let token = tokens.issue("agent-one", None).unwrap();
     tokens.verify(&token).unwrap();
     c.bench_function("workload_token/issue", |b| {

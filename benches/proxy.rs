@@ -34,8 +34,16 @@ fn normalisation(c: &mut Criterion) {
     });
 }
 
-fn many_routes_config() -> String {
-    let mut toml = String::from("[server]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"-\"\n");
+/// `[server]`, `[audit]` and a vault in `dir`, so benches leave nothing behind.
+fn base_config(dir: &std::path::Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"-\"\n[vault]\nstore = \"sqlite://{0}/keygate.db\"\nkey = \"file:{0}/vault.key\"\n",
+        dir.display()
+    )
+}
+
+fn many_routes_config(dir: &std::path::Path) -> String {
+    let mut toml = base_config(dir);
     for i in 0..50 {
         toml.push_str(&format!(
             "[[routes]]\nname = \"r{i}\"\npath_prefix = \"/tools/tool{i}/\"\nupstream = \"http://127.0.0.1:9/\"\n"
@@ -45,9 +53,16 @@ fn many_routes_config() -> String {
 }
 
 fn route_matching(c: &mut Criterion) {
-    let loaded =
-        config::load_str(std::path::Path::new("bench.toml"), &many_routes_config()).unwrap();
-    let state = keygate::state::AppState::new(loaded.config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = config::load_str(
+        std::path::Path::new("bench.toml"),
+        &many_routes_config(dir.path()),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = rt
+        .block_on(keygate::state::AppState::new(loaded.config))
+        .unwrap();
     let runtime = state.runtime();
     c.bench_function("route/find/50-routes", |b| {
         b.iter(|| {
@@ -80,10 +95,12 @@ async fn start_upstream() -> SocketAddr {
 
 fn whole_request(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let (upstream, gateway, bearer) = rt.block_on(async {
         let upstream = start_upstream().await;
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"-\"\n[[routes]]\nname = \"b\"\npath_prefix = \"/tools/b/\"\nupstream = \"http://{upstream}/\"\n"
+            "{}[[routes]]\nname = \"b\"\npath_prefix = \"/tools/b/\"\nupstream = \"http://{upstream}/\"\n",
+            base_config(dir.path())
         );
         let loaded = config::load_str(std::path::Path::new("bench.toml"), &toml).unwrap();
         let gateway = Gateway::bind(loaded.config).await.unwrap();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use keygate::inbound::WorkloadTokens;
 use keygate::{Control, Gateway, config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -43,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The token vault: list entries (metadata only), revoke them, re-seal under the current key.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Certificates for development.
     Certs {
         #[command(subcommand)]
@@ -69,6 +75,63 @@ enum TokenCommand {
         #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Print every entry's owner and metadata (never a secret).
+    List {
+        #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: VaultFilter,
+    },
+    /// Delete the entries that match; running gateways stop using them within a second.
+    Revoke {
+        #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: VaultFilter,
+        /// Revoke every entry (signing keys excepted).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Re-seal every record under the current `vault.key` (list the old key in
+    /// `vault.previous_keys` first); safe while keygate serves.
+    RotateKey {
+        #[arg(long, env = "KEYGATE_CONFIG", default_value = "routes.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Which vault entries a command applies to.
+#[derive(clap::Args)]
+struct VaultFilter {
+    /// Only entries of this workload.
+    #[arg(long)]
+    workload: Option<String>,
+    /// Only entries of this user (a user id, or ISSUER#ID for a JWT user).
+    #[arg(long)]
+    user: Option<String>,
+    /// Only entries of this credential provider.
+    #[arg(long)]
+    provider: Option<String>,
+}
+
+impl VaultFilter {
+    fn is_empty(&self) -> bool {
+        self.workload.is_none() && self.user.is_none() && self.provider.is_none()
+    }
+
+    fn matches(&self, owner: &keygate::vault::Owner) -> bool {
+        let user_matches = |want: &str| match want.rsplit_once('#') {
+            Some((issuer, id)) => owner.user_issuer == issuer && owner.user_id == id,
+            None => owner.user_id == want,
+        };
+        self.workload.as_deref().is_none_or(|w| owner.workload == w)
+            && self.user.as_deref().is_none_or(user_matches)
+            && self.provider.as_deref().is_none_or(|p| owner.provider == p)
+    }
 }
 
 #[derive(Subcommand)]
@@ -101,6 +164,7 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::RotateKey { config },
         } => exit(rotate_signing_key(&config)),
+        Command::Vault { command } => exit(vault_command(command)),
         Command::Certs {
             command: CertsCommand::Dev { out, hosts },
         } => exit(make_dev_certs(&out, &hosts)),
@@ -194,27 +258,104 @@ async fn forward_signals(tx: mpsc::Sender<Control>) -> anyhow::Result<()> {
     }
 }
 
-fn print_token(path: &Path, workload: &str, user: Option<String>) -> anyhow::Result<()> {
+/// Runs `work` on a small runtime with the config's vault open (for one-off commands).
+fn with_vault<T>(
+    path: &Path,
+    work: impl AsyncFnOnce(&config::Config, &keygate::vault::Vault) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let loaded = config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    let config = loaded.config;
-    let tokens = keygate::inbound::WorkloadTokens::load_or_create(
-        &config.data_dir.join("workload-token-signing.key"),
-        config.server.public_url.as_str(),
-    )?;
-    let user = user.map(|id| keygate::inbound::UserId { issuer: None, id });
-    println!("{}", tokens.issue(workload, user.as_ref())?);
-    Ok(())
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let vault = keygate::vault::Vault::open(&loaded.config.vault, None).await?;
+        let result = work(&loaded.config, &vault).await;
+        vault.store().close().await;
+        result
+    })
+}
+
+fn print_token(path: &Path, workload: &str, user: Option<String>) -> anyhow::Result<()> {
+    with_vault(path, async |config, vault| {
+        let tokens = WorkloadTokens::load(vault, config.server.public_url.as_str()).await?;
+        let user = user.map(|id| keygate::inbound::UserId { issuer: None, id });
+        println!("{}", tokens.issue(workload, user.as_ref())?);
+        Ok(())
+    })
 }
 
 fn rotate_signing_key(path: &Path) -> anyhow::Result<()> {
-    let loaded = config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    let key_file = loaded.config.data_dir.join("workload-token-signing.key");
-    let kid = keygate::inbound::WorkloadTokens::rotate_key_file(&key_file)?;
-    println!(
-        "new signing key {kid} in {}; send SIGHUP to running keygate processes",
-        key_file.display()
-    );
-    Ok(())
+    with_vault(path, async |_, vault| {
+        let kid = WorkloadTokens::rotate(vault).await?;
+        println!("new signing key {kid}; send SIGHUP to running keygate processes");
+        Ok(())
+    })
+}
+
+fn vault_command(command: VaultCommand) -> anyhow::Result<()> {
+    match command {
+        VaultCommand::List { config, filter } => with_vault(&config, async |_, vault| {
+            println!("KIND\tWORKLOAD\tUSER\tPROVIDER\tQUALIFIER\tKEY\tEXPIRES\tSCOPES");
+            for entry in vault.store().list().await? {
+                if filter.matches(&entry.owner) {
+                    let o = &entry.owner;
+                    let user = match (o.user_issuer.as_str(), o.user_id.as_str()) {
+                        ("", id) => id.to_string(),
+                        (issuer, id) => format!("{issuer}#{id}"),
+                    };
+                    let expires = entry.expires_at.map_or("-".to_string(), |t| t.to_string());
+                    println!(
+                        "{}\t{}\t{user}\t{}\t{}\t{}\t{expires}\t{}",
+                        o.kind, o.workload, o.provider, o.qualifier, entry.kek_id, entry.scopes
+                    );
+                }
+            }
+            Ok(())
+        }),
+        VaultCommand::Revoke {
+            config,
+            filter,
+            all,
+        } => {
+            if filter.is_empty() && !all {
+                anyhow::bail!("name what to revoke (--workload, --user, --provider) or pass --all");
+            }
+            with_vault(&config, async |_, vault| {
+                let mut revoked = 0;
+                for entry in vault.store().list().await? {
+                    if entry.owner.kind != "signing_key"
+                        && filter.matches(&entry.owner)
+                        && vault.delete(&entry.owner).await?
+                    {
+                        revoked += 1;
+                    }
+                }
+                println!(
+                    "revoked {revoked} entries; running keygate processes stop using them within a second"
+                );
+                Ok(())
+            })
+        }
+        VaultCommand::RotateKey { config } => with_vault(&config, async |_, vault| {
+            let report = vault.rotate().await?;
+            println!(
+                "re-sealed {} records under key {} ({} already current, {} changed meanwhile, {} unreadable)",
+                report.resealed,
+                vault.current_key_id(),
+                report.already_current,
+                report.raced,
+                report.unreadable
+            );
+            if report.unreadable > 0 {
+                anyhow::bail!(
+                    "{} records could not be opened with the configured keys",
+                    report.unreadable
+                );
+            }
+            Ok(())
+        }),
+    }
 }
 
 fn make_dev_certs(out: &Path, hosts: &[String]) -> anyhow::Result<()> {

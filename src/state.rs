@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::upstream::{self, UpstreamClient};
 use crate::tls::TlsError;
+use crate::vault::{Vault, VaultError, VaultMetrics};
 
 /// Why the gateway could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,12 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     SigningKey(#[from] SigningKeyError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
+
+/// How often the vault's change log is read (writes by other processes reach the cache).
+const VAULT_CHANGE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Verified-token cache entries per authorizer.
 const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
@@ -57,18 +63,20 @@ struct Shared {
     default_client: UpstreamClient,
     ready: AtomicBool,
     workload_tokens: Arc<WorkloadTokens>,
+    vault: Arc<Vault>,
     /// One key source per discovery URL, kept across reloads so keys are not refetched.
     key_sources: Mutex<HashMap<String, Arc<KeySource>>>,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Result<Self, StartError> {
+    /// Opens the vault (store and keys) and compiles the config; fails if any of it is unusable.
+    pub async fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
         let default_client = upstream::client(None)?;
-        let workload_tokens = Arc::new(WorkloadTokens::load_or_create(
-            &config.data_dir.join("workload-token-signing.key"),
-            config.server.public_url.as_str(),
-        )?);
+        let vault = Vault::open(&config.vault, Some(VaultMetrics::from(&metrics))).await?;
+        vault.spawn_change_watcher(VAULT_CHANGE_POLL);
+        let workload_tokens =
+            Arc::new(WorkloadTokens::load(&vault, config.server.public_url.as_str()).await?);
         let key_sources = Mutex::new(HashMap::new());
         let runtime = build_runtime(config, &metrics, &default_client, &key_sources)?;
         Ok(AppState {
@@ -78,6 +86,7 @@ impl AppState {
                 default_client,
                 ready: AtomicBool::new(false),
                 workload_tokens,
+                vault,
                 key_sources,
             }),
         })
@@ -96,6 +105,10 @@ impl AppState {
         &self.shared.workload_tokens
     }
 
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.shared.vault
+    }
+
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
     }
@@ -105,7 +118,7 @@ impl AppState {
     }
 
     /// Re-reads the config file and swaps it in; on any error the old config keeps serving.
-    pub fn reload(&self) -> Result<(), StartError> {
+    pub async fn reload(&self) -> Result<(), StartError> {
         let current = self.runtime();
         let result = config::load(&current.config.source)
             .map_err(StartError::from)
@@ -123,6 +136,9 @@ impl AppState {
                         "listen addresses and TLS on/off take effect only after a restart"
                     );
                 }
+                if loaded.config.vault.store != current.config.vault.store {
+                    tracing::warn!("vault settings take effect only after a restart");
+                }
                 build_runtime(
                     loaded.config,
                     &self.shared.metrics,
@@ -130,11 +146,17 @@ impl AppState {
                     &self.shared.key_sources,
                 )
             });
-        let result = result.and_then(|runtime| {
-            // Picks up a signing key rotated with `keygate token rotate-key`.
-            self.shared.workload_tokens.reload()?;
-            Ok(runtime)
-        });
+        // Picks up a signing key rotated with `keygate token rotate-key`.
+        let result = match result {
+            Ok(runtime) => self
+                .shared
+                .workload_tokens
+                .reload(&self.shared.vault)
+                .await
+                .map(|()| runtime)
+                .map_err(StartError::from),
+            Err(e) => Err(e),
+        };
         let metrics = &self.shared.metrics;
         match result {
             Ok(runtime) => {

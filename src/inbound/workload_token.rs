@@ -1,9 +1,8 @@
 //! Workload access tokens: keygate's own ES256 JWTs proving "agent X, acting for user Y (or for
-//! no user)". The signing key is made on first start and kept (PKCS#8, mode 0600) in the data
-//! folder until the vault holds it; its public half is served at `/.well-known/jwks.json`.
+//! no user)". The signing key is made on first start and kept sealed in the vault (so replicas
+//! sharing a store share it); the public halves are served at `/.well-known/jwks.json`.
 //! Tokens carry `iss` = public URL, `aud` = [`AUDIENCE`], a `jti`, and live one hour.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,8 @@ use super::error::AuthError;
 use super::token;
 use super::verified_cache::{self, Digest, Expiring, VerifiedCache, now_secs};
 use crate::inbound::UserId;
+use crate::vault::{Credential, Owner, Vault, VaultError};
+use secrecy::{ExposeSecret, SecretString};
 
 pub const AUDIENCE: &str = "keygate";
 pub const LIFETIME: Duration = Duration::from_secs(3600);
@@ -27,13 +28,10 @@ pub const KID_PREFIX: &str = "keygate-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
-    #[error("cannot read or write the signing key at {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the signing key at {path} is not a P-256 PKCS#8 key")]
-    Invalid { path: String },
+    #[error("signing keys: {0}")]
+    Vault(#[from] VaultError),
+    #[error("the stored signing keys are not P-256 PKCS#8 keys")]
+    Invalid,
     #[error("key generation failed")]
     Generate,
     #[error("token signing failed")]
@@ -107,8 +105,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Keys kept in the key file: the newest signs, all verify (so tokens signed before a rotation
-/// stay valid for their hour). Older keys beyond this count are dropped at rotation.
+/// Signing keys kept: the newest signs, all verify (so tokens signed before a rotation stay
+/// valid for their hour). Older keys beyond this count are dropped at rotation.
 pub const MAX_KEYS: usize = 3;
 
 struct KeyRing {
@@ -129,7 +127,6 @@ impl KeyRing {
 /// Issues and verifies workload access tokens.
 pub struct WorkloadTokens {
     issuer: String,
-    path: PathBuf,
     ring: ArcSwap<KeyRing>,
     cache: VerifiedCache<WorkloadClaims>,
 }
@@ -140,95 +137,106 @@ fn generate_pkcs8() -> Result<Vec<u8>, SigningKeyError> {
         .map_err(|_| SigningKeyError::Generate)
 }
 
-/// The key file: one base64 PKCS#8 key per line, newest first.
-fn read_key_file(path: &Path) -> Result<Option<Vec<Vec<u8>>>, SigningKeyError> {
-    let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                STANDARD
-                    .decode(l.trim())
-                    .map_err(|_| SigningKeyError::Invalid {
-                        path: shown.clone(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SigningKeyError::Io {
-            path: shown,
-            source,
-        }),
+/// Where the signing keys live in the vault (sealed like every other secret).
+fn vault_owner() -> Owner {
+    Owner {
+        kind: "signing_key",
+        workload: String::new(),
+        user_issuer: String::new(),
+        user_id: String::new(),
+        provider: "workload-tokens".to_string(),
+        qualifier: String::new(),
     }
 }
 
-fn write_key_file(path: &Path, keys: &[Vec<u8>]) -> Result<(), SigningKeyError> {
-    let text: String = keys
-        .iter()
+/// One base64 PKCS#8 key per line, newest first.
+fn encode_keys(ders: &[Vec<u8>]) -> String {
+    ders.iter()
         .map(|k| format!("{}\n", STANDARD.encode(k)))
-        .collect();
-    crate::fsutil::write_file(path, text.as_bytes(), true).map_err(|source| SigningKeyError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+        .collect()
 }
 
-fn ring_from(path: &Path, ders: &[Vec<u8>]) -> Result<KeyRing, SigningKeyError> {
+fn decode_keys(text: &str) -> Result<Vec<Vec<u8>>, SigningKeyError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            STANDARD
+                .decode(l.trim())
+                .map_err(|_| SigningKeyError::Invalid)
+        })
+        .collect()
+}
+
+fn ring_from(ders: &[Vec<u8>]) -> Result<KeyRing, SigningKeyError> {
     let keys = ders
         .iter()
-        .map(|der| {
-            SigningKey::from_pkcs8(der).ok_or(SigningKeyError::Invalid {
-                path: path.display().to_string(),
-            })
-        })
+        .map(|der| SigningKey::from_pkcs8(der).ok_or(SigningKeyError::Invalid))
         .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
-        return Err(SigningKeyError::Invalid {
-            path: path.display().to_string(),
-        });
+        return Err(SigningKeyError::Invalid);
     }
     Ok(KeyRing { keys })
 }
 
+async fn stored_keys(vault: &Vault) -> Result<Option<Vec<Vec<u8>>>, SigningKeyError> {
+    match vault.get(&vault_owner()).await? {
+        Some(credential) => match &*credential {
+            Credential::Secret(text) => decode_keys(text.expose_secret()).map(Some),
+            Credential::OAuth(_) => Err(SigningKeyError::Invalid),
+        },
+        None => Ok(None),
+    }
+}
+
+async fn store_keys(vault: &Vault, ders: &[Vec<u8>]) -> Result<(), SigningKeyError> {
+    let credential = Credential::Secret(SecretString::from(encode_keys(ders)));
+    vault.put(&vault_owner(), &credential).await?;
+    Ok(())
+}
+
 impl WorkloadTokens {
-    /// Loads the signing keys from `path`, creating the file (mode 0600) with one key when missing.
-    pub fn load_or_create(path: &Path, issuer: &str) -> Result<Self, SigningKeyError> {
-        let ders = match read_key_file(path)? {
+    fn with_ring(issuer: &str, ring: KeyRing) -> Self {
+        WorkloadTokens {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            ring: ArcSwap::from_pointee(ring),
+            cache: VerifiedCache::new(100_000),
+        }
+    }
+
+    /// A fresh key kept only in memory (tests, benches).
+    pub fn generate(issuer: &str) -> Result<Self, SigningKeyError> {
+        Ok(Self::with_ring(issuer, ring_from(&[generate_pkcs8()?])?))
+    }
+
+    /// Loads the signing keys from the vault, creating the first one when there is none.
+    pub async fn load(vault: &Vault, issuer: &str) -> Result<Self, SigningKeyError> {
+        let ders = match stored_keys(vault).await? {
             Some(ders) => ders,
             None => {
                 let ders = vec![generate_pkcs8()?];
-                write_key_file(path, &ders)?;
-                tracing::info!(path = %path.display(), "created the workload token signing key");
+                store_keys(vault, &ders).await?;
+                tracing::info!("created the workload token signing key in the vault");
                 ders
             }
         };
-        Ok(WorkloadTokens {
-            issuer: issuer.trim_end_matches('/').to_string(),
-            path: path.to_path_buf(),
-            ring: ArcSwap::from_pointee(ring_from(path, &ders)?),
-            cache: VerifiedCache::new(100_000),
-        })
+        Ok(Self::with_ring(issuer, ring_from(&ders)?))
     }
 
-    /// Puts a new signing key first in the key file, keeping the newest [`MAX_KEYS`]; returns
-    /// its `kid`. A running keygate starts signing with it on its next reload (SIGHUP).
-    pub fn rotate_key_file(path: &Path) -> Result<String, SigningKeyError> {
-        let mut ders = read_key_file(path)?.unwrap_or_default();
+    /// Puts a new signing key first in the vault, keeping the newest [`MAX_KEYS`]; returns its
+    /// `kid`. A running keygate starts signing with it on its next reload (SIGHUP).
+    pub async fn rotate(vault: &Vault) -> Result<String, SigningKeyError> {
+        let mut ders = stored_keys(vault).await?.unwrap_or_default();
         ders.insert(0, generate_pkcs8()?);
         ders.truncate(MAX_KEYS);
-        let ring = ring_from(path, &ders)?;
-        write_key_file(path, &ders)?;
+        let ring = ring_from(&ders)?;
+        store_keys(vault, &ders).await?;
         Ok(ring.signing().map(|k| k.kid.clone()).unwrap_or_default())
     }
 
-    /// Re-reads the key file (after a rotation); on error the keys in use stay.
-    pub fn reload(&self) -> Result<(), SigningKeyError> {
-        let ders = read_key_file(&self.path)?.ok_or(SigningKeyError::Invalid {
-            path: self.path.display().to_string(),
-        })?;
-        self.ring.store(Arc::new(ring_from(&self.path, &ders)?));
+    /// Re-reads the keys from the vault (after a rotation); on error the keys in use stay.
+    pub async fn reload(&self, vault: &Vault) -> Result<(), SigningKeyError> {
+        let ders = stored_keys(vault).await?.ok_or(SigningKeyError::Invalid)?;
+        self.ring.store(Arc::new(ring_from(&ders)?));
         Ok(())
     }
 
@@ -327,14 +335,13 @@ impl WorkloadTokens {
 mod tests {
     use super::*;
 
-    fn tokens(dir: &Path) -> WorkloadTokens {
-        WorkloadTokens::load_or_create(&dir.join("wat.key"), "http://127.0.0.1:8080").unwrap()
+    fn tokens() -> WorkloadTokens {
+        WorkloadTokens::generate("http://127.0.0.1:8080").unwrap()
     }
 
     #[test]
     fn issues_and_verifies_with_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let wat = tokens(dir.path());
+        let wat = tokens();
         let user = UserId {
             issuer: Some("https://idp".into()),
             id: "alice".into(),
@@ -344,63 +351,24 @@ mod tests {
         assert_eq!(claims.sub, "agent-one");
         assert_eq!(claims.user(), Some(user));
         assert_eq!(claims.aud, AUDIENCE);
-        assert!(claims.exp - claims.iat == 3600);
-    }
-
-    #[test]
-    fn key_survives_restart_and_file_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let token = tokens(dir.path()).issue("agent-one", None).unwrap();
-        assert!(tokens(dir.path()).verify(&token).is_ok());
-        let mode = std::fs::metadata(dir.path().join("wat.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-
-    #[test]
-    fn rotation_signs_with_the_new_key_and_still_accepts_the_old() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wat.key");
-        let wat = tokens(dir.path());
-        let before = wat.issue("agent-one", None).unwrap();
-        let new_kid = WorkloadTokens::rotate_key_file(&path).unwrap();
-        wat.reload().unwrap();
-        let after = wat.issue("agent-one", None).unwrap();
-        assert_eq!(
-            jsonwebtoken::decode_header(&after).unwrap().kid.as_deref(),
-            Some(new_kid.as_str())
-        );
-        assert!(wat.verify(&before).is_ok());
-        assert!(wat.verify(&after).is_ok());
-        assert_eq!(wat.jwks()["keys"].as_array().unwrap().len(), 2);
-        for _ in 0..5 {
-            WorkloadTokens::rotate_key_file(&path).unwrap();
-        }
-        wat.reload().unwrap();
-        assert_eq!(wat.jwks()["keys"].as_array().unwrap().len(), MAX_KEYS);
+        assert_eq!(claims.exp - claims.iat, 3600);
     }
 
     #[test]
     fn refuses_expired_foreign_and_tampered_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let wat = tokens(dir.path());
-        let expired = {
-            let mut t = wat
-                .issue_for("agent-one", None, Duration::from_secs(0))
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(1100));
-            std::mem::take(&mut t)
-        };
+        let wat = tokens();
+        let expired = wat
+            .issue_for("agent-one", None, Duration::from_secs(0))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(wat.verify(&expired).unwrap_err(), AuthError::Expired);
-        let foreign = tokens(other.path()).issue("agent-one", None).unwrap();
+        let foreign = tokens().issue("agent-one", None).unwrap();
         assert_eq!(wat.verify(&foreign).unwrap_err(), AuthError::UnknownKey);
         let good = wat.issue("agent-one", None).unwrap();
         let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
-        parts[1] = URL_SAFE_NO_PAD.encode(r#"{"iss":"http://127.0.0.1:8080","aud":"keygate","sub":"admin","iat":1,"exp":9999999999,"jti":"x"}"#);
+        parts[1] = URL_SAFE_NO_PAD.encode(
+            r#"{"iss":"http://127.0.0.1:8080","aud":"keygate","sub":"admin","iat":1,"exp":9999999999,"jti":"x"}"#,
+        );
         assert_eq!(
             wat.verify(&parts.join(".")).unwrap_err(),
             AuthError::BadSignature

@@ -54,7 +54,7 @@ impl Gateway {
             )?)),
             None => None,
         };
-        let state = AppState::new(config)?;
+        let state = AppState::new(config).await?;
         let proxy_listener = bind(server.listen).await?;
         let admin_listener = match server.admin_listen {
             Some(addr) => Some(bind(addr).await?),
@@ -113,7 +113,7 @@ impl Gateway {
 
         while let Some(command) = control.recv().await {
             match command {
-                Control::Reload => match state.reload() {
+                Control::Reload => match state.reload().await {
                     Ok(()) => tracing::info!("config reloaded"),
                     Err(error) => {
                         tracing::error!(%error, "config reload rejected; the previous config keeps serving")

@@ -30,7 +30,10 @@ async fn main() {
             provider: format!("w{i}"),
             qualifier: String::new(),
         };
-        vault.put(&owner, &Credential::Secret(format!("secret-{i}").into())).await.unwrap();
+        vault
+            .put(&owner, &Credential::Secret(format!("secret-{i}").into()))
+            .await
+            .unwrap();
         writeln!(stdout, "acked {i}").unwrap();
         stdout.flush().unwrap();
     }

@@ -411,14 +411,20 @@ pub fn dev_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// A workload access token signed with the key a keygate process keeps in `data_dir`.
-pub fn mint_token(data_dir: &Path, public_url: &str, workload: &str) -> String {
-    let tokens = keygate::inbound::WorkloadTokens::load_or_create(
-        &data_dir.join("workload-token-signing.key"),
-        public_url,
-    )
-    .unwrap();
-    tokens.issue(workload, None).unwrap()
+/// A workload access token from `keygate token issue`, signed with the key in the vault of the
+/// config at `config_path`.
+pub fn mint_token(config_path: &Path, workload: &str) -> String {
+    let output = std::process::Command::new(binary())
+        .args(["token", "issue", "--workload", workload, "--config"])
+        .arg(config_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "token issue failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 /// The path of the built `keygate` binary.

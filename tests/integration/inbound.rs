@@ -601,12 +601,10 @@ async fn workload_access_tokens_name_workload_and_user() {
     );
 
     // Another keygate's token is refused.
-    let other = tempfile::tempdir().unwrap();
-    let foreign = mint_token(
-        other.path(),
-        gw.state.workload_tokens().issuer(),
-        "agent-one",
-    );
+    let foreign = keygate::inbound::WorkloadTokens::generate(gw.state.workload_tokens().issuer())
+        .unwrap()
+        .issue("agent-one", None)
+        .unwrap();
     assert_eq!(
         get_auth(&gw.url("/wat/x"), &foreign).await.0,
         StatusCode::UNAUTHORIZED
@@ -689,10 +687,9 @@ async fn a_rotated_signing_key_is_used_after_reload_and_old_tokens_stay_valid() 
     let toml = config(&idp, &upstream);
     let gw = TestGateway::start(&toml).await;
     let old = gw.state_token("agent-one");
-    let new_kid = keygate::inbound::WorkloadTokens::rotate_key_file(
-        &gw.dir.path().join("data/workload-token-signing.key"),
-    )
-    .unwrap();
+    let new_kid = keygate::inbound::WorkloadTokens::rotate(gw.state.vault())
+        .await
+        .unwrap();
     gw.reload_with(&toml).await;
     let new = gw.state_token("agent-one");
     assert_eq!(

@@ -156,7 +156,6 @@ impl Process {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let public_url = format!("http://127.0.0.1:{port}");
         let mut process = Process {
             child,
             token: String::new(),
@@ -176,7 +175,7 @@ impl Process {
             .await
                 && response.status() == StatusCode::OK
             {
-                process.token = mint_token(&dir.join("data"), &public_url, "test-agent");
+                process.token = mint_token(&dir.join("routes.toml"), "test-agent");
                 return process;
             }
             assert!(Instant::now() < deadline, "keygate did not become ready");

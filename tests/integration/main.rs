@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod check;
+mod cli_vault;
 mod common;
 mod fake_idp;
 mod inbound;

@@ -387,7 +387,11 @@ fn vault_writer() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let path = dir.join("examples/vault-writer");
-    assert!(path.is_file(), "{} is missing: build it with `cargo test --all-targets` (tests/run does)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo test --all-targets` (tests/run does)",
+        path.display()
+    );
     path
 }
 
@@ -421,7 +425,9 @@ async fn kill_during_writes(backend: Backend) {
     }
     child.wait().await.unwrap();
     let last = acked.unwrap();
-    let vault = Vault::open(&backend.config("vault.key", &[], 10), None).await.unwrap();
+    let vault = Vault::open(&backend.config("vault.key", &[], 10), None)
+        .await
+        .unwrap();
     for i in 0..=last {
         let owner = Owner {
             kind: "api_key",
@@ -431,7 +437,11 @@ async fn kill_during_writes(backend: Backend) {
             provider: format!("w{i}"),
             qualifier: String::new(),
         };
-        let got = vault.get(&owner).await.unwrap().unwrap_or_else(|| panic!("acknowledged write w{i} lost (last ack {last})"));
+        let got = vault
+            .get(&owner)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged write w{i} lost (last ack {last})"));
         assert_eq!(access(&got), format!("secret-{i}"));
     }
 }
