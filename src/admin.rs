@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz` (the process runs), `/readyz` (config, store and keys loaded)
+//! The admin listener: `/healthz` (the process runs), `/readyz` (serving, store reachable)
 //! and `/metrics` (Prometheus text). Never the proxy.
 
 use http::{Method, Request, Response, StatusCode, header};
@@ -7,13 +7,15 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::state::AppState;
 
+const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => readiness(state),
+        "/readyz" => readiness(state).await,
         "/metrics" => {
             let mut response = Response::new(body::full(state.metrics().encode()));
             response.headers_mut().insert(
@@ -26,11 +28,17 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
     }
 }
 
-/// Ready once serving. Authorizers still without keys are named in the body but do not fail
-/// readiness: one IdP outage must not take the whole pod out of service.
-fn readiness(state: &AppState) -> Response<Body> {
+/// Ready once serving with a reachable vault store. Authorizers still without keys are named in
+/// the body but do not fail readiness: one IdP outage must not take the whole pod out of service.
+async fn readiness(state: &AppState) -> Response<Body> {
     if !state.is_ready() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
+    }
+    if !state.vault().store().ping(STORE_PING_TIMEOUT).await {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the vault store is unreachable\n",
+        );
     }
     let runtime = state.runtime();
     let mut waiting: Vec<&str> = runtime

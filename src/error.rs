@@ -17,6 +17,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("caller not accepted: {0}")]
     Auth(#[from] AuthError),
+    #[error("vault unavailable: {0}")]
+    VaultUnavailable(String),
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -36,6 +38,7 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Missing) => "unauthorized",
             ProxyError::Auth(e) if e.is_forbidden() => "insufficient_scope",
             ProxyError::Auth(_) => "invalid_token",
+            ProxyError::VaultUnavailable(_) => "vault_unavailable",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Internal(_) => "internal_error",
@@ -50,6 +53,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ProxyError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,6 +72,9 @@ impl ProxyError {
                 "the token does not grant access to this route"
             }
             ProxyError::Auth(_) => "the token is not valid for this route",
+            ProxyError::VaultUnavailable(_) => {
+                "the token vault cannot be reached; try again shortly"
+            }
             ProxyError::UpstreamUnavailable(_) => "the upstream could not be reached",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
             ProxyError::Internal(_) => "keygate failed to handle the request",
@@ -114,10 +121,30 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<B
     response
 }
 
+impl From<crate::vault::VaultError> for ProxyError {
+    /// A vault that cannot answer is never "no credential": the request fails with 503 and
+    /// neither starts a consent flow nor goes upstream without its credential.
+    fn from(error: crate::vault::VaultError) -> Self {
+        match error {
+            crate::vault::VaultError::Unavailable(e) => ProxyError::VaultUnavailable(e.to_string()),
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn an_unreachable_vault_is_503_vault_unavailable() {
+        let error = ProxyError::from(crate::vault::VaultError::Unavailable(
+            crate::vault::StoreError::Unavailable("pool timed out".into()),
+        ));
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code(), "vault_unavailable");
+    }
 
     #[tokio::test]
     async fn upstream_details_never_reach_the_body() {

@@ -212,6 +212,17 @@ impl Vault {
 
     /// Seals and stores `credential` for `owner`; returns once the store has committed it.
     pub async fn put(&self, owner: &Owner, credential: &Credential) -> Result<(), VaultError> {
+        self.put_until(owner, credential, credential.expires_at())
+            .await
+    }
+
+    /// As [`Vault::put`], with an explicit expiry (unix seconds) for the record.
+    pub async fn put_until(
+        &self,
+        owner: &Owner,
+        credential: &Credential,
+        expires_at: Option<i64>,
+    ) -> Result<(), VaultError> {
         if !credential.within_limits() {
             return Err(VaultError::TooLarge);
         }
@@ -225,13 +236,39 @@ impl Vault {
             sealed: seal::seal(&ring, owner, version, &plaintext)?,
             kek_id: ring.current.id.clone(),
             version,
-            expires_at: credential.expires_at(),
+            expires_at,
             scopes: credential.scopes(),
             updated_at: store::now(),
         };
         self.store.put(&entry).await?;
         self.cache.invalidate(owner).await;
         Ok(())
+    }
+
+    /// Takes a one-time record out of the vault (consent sessions): the first caller gets it,
+    /// later ones get `None`, and so does everyone once it has expired.
+    pub async fn take(&self, owner: &Owner) -> Result<Option<Credential>, VaultError> {
+        self.cache.invalidate(owner).await;
+        let Some(entry) = self.store.take(owner).await? else {
+            return Ok(None);
+        };
+        if entry.expires_at.is_some_and(|at| at <= store::now()) {
+            return Ok(None);
+        }
+        let ring = self.ring.load();
+        match seal::open(&ring, owner, entry.version, &entry.sealed)
+            .map(|p| Credential::from_wire(&p))
+        {
+            Ok(Ok(credential)) => Ok(Some(credential)),
+            Ok(Err(_)) => {
+                self.integrity_error(owner, SealError::Malformed);
+                Ok(None)
+            }
+            Err(error) => {
+                self.integrity_error(owner, error);
+                Ok(None)
+            }
+        }
     }
 
     /// Deletes the record for `owner`; true when there was one.

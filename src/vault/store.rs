@@ -325,6 +325,51 @@ impl Store {
         })
     }
 
+    /// Takes the record out: reads and deletes it in one statement, so of two concurrent takers
+    /// only one gets it (one-time records such as consent sessions).
+    pub async fn take(&self, owner: &Owner) -> Result<Option<Entry>, StoreError> {
+        let sql = format!(
+            "DELETE FROM vault_entries WHERE {OWNER_MATCH} RETURNING sealed, kek_id, record_version, expires_at, scopes, updated_at"
+        );
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query(&sql)
+                .bind(owner.kind)
+                .bind(&owner.workload)
+                .bind(&owner.user_issuer)
+                .bind(&owner.user_id)
+                .bind(&owner.provider)
+                .bind(&owner.qualifier)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            record_change!(tx, owner);
+            tx.commit().await?;
+            Ok(Some(Entry {
+                owner: owner.clone(),
+                sealed: row.try_get("sealed")?,
+                kek_id: row.try_get("kek_id")?,
+                version: row.try_get("record_version")?,
+                expires_at: row.try_get("expires_at")?,
+                scopes: row.try_get("scopes")?,
+                updated_at: row.try_get("updated_at")?,
+            }))
+        })
+    }
+
+    /// Whether the database answers (for readiness), within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let ping = async {
+            on_pool!(self, |pool| sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .is_ok())
+        };
+        tokio::time::timeout(timeout, ping).await.unwrap_or(false)
+    }
+
     /// Replaces a record only if it still holds `expected` (compare-and-swap), so a key
     /// rotation never overwrites a newer write. True when replaced.
     pub async fn replace_if_unchanged(

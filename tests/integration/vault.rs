@@ -367,6 +367,49 @@ async fn rotation_under_load_on_postgres() {
     rotation(Backend::postgres().await).await;
 }
 
+async fn one_time_records(backend: Backend) {
+    let (vault, _) = backend.vault("vault.key", &[]).await;
+    let session = |id: &str| Owner {
+        kind: "consent_session",
+        workload: "agent".into(),
+        user_issuer: String::new(),
+        user_id: String::new(),
+        provider: String::new(),
+        qualifier: id.into(),
+    };
+    let now = keygate::vault::store::now();
+    let value = Credential::Secret("pending-tokens".to_string().into());
+    vault
+        .put_until(&session("s1"), &value, Some(now + 600))
+        .await
+        .unwrap();
+    vault
+        .put_until(&session("s2"), &value, Some(now - 1))
+        .await
+        .unwrap();
+
+    // Two takers race for s1: exactly one wins.
+    let s1 = session("s1");
+    let (a, b) = tokio::join!(vault.take(&s1), vault.take(&s1));
+    let winners = [a.unwrap(), b.unwrap()].into_iter().flatten().count();
+    assert_eq!(winners, 1);
+    assert!(vault.take(&session("s1")).await.unwrap().is_none());
+    // Expired: gone, and not handed out.
+    assert!(vault.take(&session("s2")).await.unwrap().is_none());
+    assert!(vault.store().get(&session("s2")).await.unwrap().is_none());
+    assert!(vault.store().ping(std::time::Duration::from_secs(2)).await);
+}
+
+#[tokio::test]
+async fn one_time_records_on_sqlite() {
+    one_time_records(Backend::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn one_time_records_on_postgres() {
+    one_time_records(Backend::postgres().await).await;
+}
+
 #[tokio::test]
 async fn an_unreachable_store_is_unavailable_not_absent() {
     let dir = tempfile::tempdir().unwrap();
@@ -454,4 +497,45 @@ async fn kill_9_during_writes_loses_no_acknowledged_write_on_sqlite() {
 #[tokio::test]
 async fn kill_9_during_writes_loses_no_acknowledged_write_on_postgres() {
     kill_during_writes(Backend::postgres().await).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_vault_store_and_recovers_by_itself() {
+    let url = fresh_postgres().await;
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let toml = format!(
+        "{}[vault]\nstore = \"{url}\"\n",
+        crate::common::server_block()
+    );
+    let gw = crate::common::TestGateway::start(&toml).await;
+    let readyz = format!("http://{}/readyz", gw.admin);
+    assert_eq!(crate::common::get(&readyz).await.0, http::StatusCode::OK);
+
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (status, _, body) = crate::common::get(&readyz).await;
+    assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("vault store is unreachable"), "{body}");
+
+    sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while crate::common::get(&readyz).await.0 != http::StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness did not recover"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
