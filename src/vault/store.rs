@@ -99,16 +99,52 @@ macro_rules! on_pool {
     };
 }
 
-/// Appends a change row for `owner` inside transaction `tx`.
-macro_rules! record_change {
-    ($tx:ident, $owner:expr) => {
-        sqlx::query(RECORD_CHANGE)
+/// Binds the six owner columns, in `OWNER_MATCH` order ($1..$6).
+macro_rules! bind_owner {
+    ($query:expr, $owner:expr) => {
+        $query
             .bind($owner.kind)
             .bind(&$owner.workload)
             .bind(&$owner.user_issuer)
             .bind(&$owner.user_id)
             .bind(&$owner.provider)
             .bind(&$owner.qualifier)
+    };
+}
+
+/// An [`Owner`] from a row holding the six owner columns.
+macro_rules! owner_from_row {
+    ($row:expr) => {
+        Owner {
+            kind: super::seal::kind_name(&$row.try_get::<String, _>("kind")?),
+            workload: $row.try_get("workload")?,
+            user_issuer: $row.try_get("user_issuer")?,
+            user_id: $row.try_get("user_id")?,
+            provider: $row.try_get("provider")?,
+            qualifier: $row.try_get("qualifier")?,
+        }
+    };
+}
+
+/// An [`Entry`] from a row holding the record columns, for `owner`.
+macro_rules! entry_from_row {
+    ($row:expr, $owner:expr) => {
+        Entry {
+            owner: $owner,
+            sealed: $row.try_get("sealed")?,
+            kek_id: $row.try_get("kek_id")?,
+            version: $row.try_get("record_version")?,
+            expires_at: $row.try_get("expires_at")?,
+            scopes: $row.try_get("scopes")?,
+            updated_at: $row.try_get("updated_at")?,
+        }
+    };
+}
+
+/// Appends a change row for `owner` inside transaction `tx`.
+macro_rules! record_change {
+    ($tx:ident, $owner:expr) => {
+        bind_owner!(sqlx::query(RECORD_CHANGE), $owner)
             .bind(now())
             .execute(&mut *$tx)
             .await?
@@ -222,13 +258,7 @@ impl Store {
         let o = &entry.owner;
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query(SQL)
-                .bind(o.kind)
-                .bind(&o.workload)
-                .bind(&o.user_issuer)
-                .bind(&o.user_id)
-                .bind(&o.provider)
-                .bind(&o.qualifier)
+            bind_owner!(sqlx::query(SQL), o)
                 .bind(&entry.sealed)
                 .bind(&entry.kek_id)
                 .bind(entry.expires_at)
@@ -248,26 +278,12 @@ impl Store {
             "SELECT sealed, kek_id, record_version, expires_at, scopes, updated_at FROM vault_entries WHERE {OWNER_MATCH}"
         );
         on_pool!(self, |pool| {
-            let row = sqlx::query(&sql)
-                .bind(owner.kind)
-                .bind(&owner.workload)
-                .bind(&owner.user_issuer)
-                .bind(&owner.user_id)
-                .bind(&owner.provider)
-                .bind(&owner.qualifier)
+            let row = bind_owner!(sqlx::query(&sql), owner)
                 .fetch_optional(pool)
                 .await?;
             match row {
                 None => Ok(None),
-                Some(row) => Ok(Some(Entry {
-                    owner: owner.clone(),
-                    sealed: row.try_get("sealed")?,
-                    kek_id: row.try_get("kek_id")?,
-                    version: row.try_get("record_version")?,
-                    expires_at: row.try_get("expires_at")?,
-                    scopes: row.try_get("scopes")?,
-                    updated_at: row.try_get("updated_at")?,
-                })),
+                Some(row) => Ok(Some(entry_from_row!(row, owner.clone()))),
             }
         })
     }
@@ -277,13 +293,7 @@ impl Store {
         let sql = format!("DELETE FROM vault_entries WHERE {OWNER_MATCH}");
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let done = sqlx::query(&sql)
-                .bind(owner.kind)
-                .bind(&owner.workload)
-                .bind(&owner.user_issuer)
-                .bind(&owner.user_id)
-                .bind(&owner.provider)
-                .bind(&owner.qualifier)
+            let done = bind_owner!(sqlx::query(&sql), owner)
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() > 0 {
@@ -301,25 +311,7 @@ impl Store {
         on_pool!(self, |pool| {
             let rows = sqlx::query(SQL).fetch_all(pool).await?;
             rows.iter()
-                .map(|row| {
-                    let kind: String = row.try_get("kind")?;
-                    Ok(Entry {
-                        owner: Owner {
-                            kind: super::seal::kind_name(&kind),
-                            workload: row.try_get("workload")?,
-                            user_issuer: row.try_get("user_issuer")?,
-                            user_id: row.try_get("user_id")?,
-                            provider: row.try_get("provider")?,
-                            qualifier: row.try_get("qualifier")?,
-                        },
-                        sealed: row.try_get("sealed")?,
-                        kek_id: row.try_get("kek_id")?,
-                        version: row.try_get("record_version")?,
-                        expires_at: row.try_get("expires_at")?,
-                        scopes: row.try_get("scopes")?,
-                        updated_at: row.try_get("updated_at")?,
-                    })
-                })
+                .map(|row| Ok(entry_from_row!(row, owner_from_row!(row))))
                 .collect::<Result<Vec<_>, sqlx::Error>>()
                 .map_err(StoreError::from)
         })
@@ -333,13 +325,7 @@ impl Store {
         );
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let row = sqlx::query(&sql)
-                .bind(owner.kind)
-                .bind(&owner.workload)
-                .bind(&owner.user_issuer)
-                .bind(&owner.user_id)
-                .bind(&owner.provider)
-                .bind(&owner.qualifier)
+            let row = bind_owner!(sqlx::query(&sql), owner)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else {
@@ -347,15 +333,7 @@ impl Store {
             };
             record_change!(tx, owner);
             tx.commit().await?;
-            Ok(Some(Entry {
-                owner: owner.clone(),
-                sealed: row.try_get("sealed")?,
-                kek_id: row.try_get("kek_id")?,
-                version: row.try_get("record_version")?,
-                expires_at: row.try_get("expires_at")?,
-                scopes: row.try_get("scopes")?,
-                updated_at: row.try_get("updated_at")?,
-            }))
+            Ok(Some(entry_from_row!(row, owner.clone())))
         })
     }
 
@@ -382,13 +360,7 @@ impl Store {
         );
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let done = sqlx::query(&sql)
-                .bind(o.kind)
-                .bind(&o.workload)
-                .bind(&o.user_issuer)
-                .bind(&o.user_id)
-                .bind(&o.provider)
-                .bind(&o.qualifier)
+            let done = bind_owner!(sqlx::query(&sql), o)
                 .bind(&entry.sealed)
                 .bind(&entry.kek_id)
                 .bind(expected)
@@ -418,15 +390,7 @@ impl Store {
             let mut owners = Vec::with_capacity(rows.len());
             for row in &rows {
                 newest = newest.max(row.try_get::<i64, _>("seq")?);
-                let kind: String = row.try_get("kind")?;
-                owners.push(Owner {
-                    kind: super::seal::kind_name(&kind),
-                    workload: row.try_get("workload")?,
-                    user_issuer: row.try_get("user_issuer")?,
-                    user_id: row.try_get("user_id")?,
-                    provider: row.try_get("provider")?,
-                    qualifier: row.try_get("qualifier")?,
-                });
+                owners.push(owner_from_row!(row));
             }
             Ok((newest, owners))
         })

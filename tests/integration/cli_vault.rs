@@ -3,29 +3,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use keygate::vault::{Credential, OAuthTokens, Owner};
-
 use crate::common::*;
-
-fn user(name: &str) -> Owner {
-    Owner {
-        kind: "oauth_user",
-        workload: "agent".into(),
-        user_issuer: "https://idp".into(),
-        user_id: name.into(),
-        provider: "docs".into(),
-        qualifier: String::new(),
-    }
-}
-
-fn tokens(access: &str) -> Credential {
-    Credential::OAuth(OAuthTokens {
-        access_token: access.to_string().into(),
-        refresh_token: Some(format!("refresh-{access}").into()),
-        expires_at: Some(keygate::vault::store::now() + 3600),
-        scopes: vec!["read".into()],
-    })
-}
+use crate::vault::{tokens, user};
 
 fn keygate(args: &[&str], config: &std::path::Path) -> (bool, String, String) {
     let output = Command::new(binary())

@@ -92,7 +92,7 @@ impl Backend {
     }
 }
 
-fn user(name: &str) -> Owner {
+pub fn user(name: &str) -> Owner {
     Owner {
         kind: "oauth_user",
         workload: "agent".into(),
@@ -103,7 +103,7 @@ fn user(name: &str) -> Owner {
     }
 }
 
-fn tokens(access: &str) -> Credential {
+pub fn tokens(access: &str) -> Credential {
     Credential::OAuth(OAuthTokens {
         access_token: access.to_string().into(),
         refresh_token: Some(format!("refresh-{access}").into()),
