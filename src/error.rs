@@ -19,6 +19,10 @@ pub enum ProxyError {
     Auth(#[from] AuthError),
     #[error("vault unavailable: {0}")]
     VaultUnavailable(String),
+    #[error("credential provider failed: {0}")]
+    CredentialProvider(String),
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -39,6 +43,8 @@ impl ProxyError {
             ProxyError::Auth(e) if e.is_forbidden() => "insufficient_scope",
             ProxyError::Auth(_) => "invalid_token",
             ProxyError::VaultUnavailable(_) => "vault_unavailable",
+            ProxyError::CredentialProvider(_) => "credential_provider_error",
+            ProxyError::NotImplemented(_) => "not_implemented",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Internal(_) => "internal_error",
@@ -54,6 +60,8 @@ impl ProxyError {
             ProxyError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ProxyError::Auth(_) => StatusCode::UNAUTHORIZED,
             ProxyError::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::CredentialProvider(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +82,10 @@ impl ProxyError {
             ProxyError::Auth(_) => "the token is not valid for this route",
             ProxyError::VaultUnavailable(_) => {
                 "the token vault cannot be reached; try again shortly"
+            }
+            ProxyError::CredentialProvider(_) => "the credential provider could not issue a token",
+            ProxyError::NotImplemented(_) => {
+                "this credential flow is not available in this keygate version"
             }
             ProxyError::UpstreamUnavailable(_) => "the upstream could not be reached",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
@@ -128,6 +140,19 @@ impl From<crate::vault::VaultError> for ProxyError {
         match error {
             crate::vault::VaultError::Unavailable(e) => ProxyError::VaultUnavailable(e.to_string()),
             other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<&crate::providers::m2m::CredentialError> for ProxyError {
+    fn from(error: &crate::providers::m2m::CredentialError) -> Self {
+        use crate::providers::m2m::CredentialError;
+        match error {
+            CredentialError::Provider(e) => ProxyError::CredentialProvider(e.to_string()),
+            CredentialError::Vault(crate::vault::VaultError::Unavailable(e)) => {
+                ProxyError::VaultUnavailable(e.to_string())
+            }
+            CredentialError::Vault(e) => ProxyError::Internal(e.to_string()),
         }
     }
 }

@@ -44,12 +44,19 @@ pub async fn get_json(client: &UpstreamClient, url: &Url) -> Result<Fetched, Fet
     send_json(client, url, request).await
 }
 
-/// Sends `request` (to `url`) and parses a 2xx body as JSON.
-pub async fn send_json(
+/// A bounded response: status, headers and the whole (size-limited) body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Sends `request` (to `url`) and reads the answer, bounded in time and size, whatever its status.
+pub async fn send(
     client: &UpstreamClient,
     url: &Url,
     request: Request<body::Body>,
-) -> Result<Fetched, FetchError> {
+) -> Result<Answer, FetchError> {
     let host = host(url);
     let exchange = async {
         let response = client
@@ -57,7 +64,7 @@ pub async fn send_json(
             .await
             .map_err(|e| transport(url, &e))?;
         let (parts, body) = response.into_parts();
-        let bytes: Bytes = Limited::new(body, MAX_DOCUMENT_BYTES)
+        let body: Bytes = Limited::new(body, MAX_DOCUMENT_BYTES)
             .collect()
             .await
             .map_err(|e| {
@@ -73,19 +80,10 @@ pub async fn send_json(
                 }
             })?
             .to_bytes();
-        if !parts.status.is_success() {
-            return Err(FetchError::Status {
-                host: host.clone(),
-                status: parts.status,
-            });
-        }
-        let json = serde_json::from_slice(&bytes).map_err(|e| FetchError::Json {
-            host: host.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(Fetched {
-            json,
+        Ok(Answer {
+            status: parts.status,
             headers: parts.headers,
+            body,
         })
     };
     match tokio::time::timeout(FETCH_TIMEOUT, exchange).await {
@@ -95,6 +93,29 @@ pub async fn send_json(
             timeout: FETCH_TIMEOUT,
         }),
     }
+}
+
+/// Sends `request` (to `url`) and parses a 2xx body as JSON.
+pub async fn send_json(
+    client: &UpstreamClient,
+    url: &Url,
+    request: Request<body::Body>,
+) -> Result<Fetched, FetchError> {
+    let answer = send(client, url, request).await?;
+    if !answer.status.is_success() {
+        return Err(FetchError::Status {
+            host: host(url),
+            status: answer.status,
+        });
+    }
+    let json = serde_json::from_slice(&answer.body).map_err(|e| FetchError::Json {
+        host: host(url),
+        message: e.to_string(),
+    })?;
+    Ok(Fetched {
+        json,
+        headers: answer.headers,
+    })
 }
 
 fn host(url: &Url) -> String {

@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod inbound;
 pub mod metrics;
+pub mod providers;
 pub mod proxy;
 pub mod router;
 pub mod server;

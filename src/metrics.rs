@@ -19,6 +19,7 @@ pub struct Metrics {
     pub jwks_fetches_total: IntCounterVec,
     pub vault_lookups_total: IntCounterVec,
     pub vault_integrity_errors_total: prometheus::IntCounter,
+    pub token_requests_total: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -88,6 +89,13 @@ impl Metrics {
             "keygate_vault_integrity_errors_total",
             "Vault records that failed to open (tampered, moved, or sealed by an unknown key); treated as absent.",
         )?;
+        let token_requests_total = IntCounterVec::new(
+            Opts::new(
+                "keygate_token_requests_total",
+                "Requests to providers' token endpoints, by provider, grant and result.",
+            ),
+            &["provider", "grant", "result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keygate_build_info",
@@ -110,6 +118,7 @@ impl Metrics {
         registry.register(Box::new(jwks_fetches_total.clone()))?;
         registry.register(Box::new(vault_lookups_total.clone()))?;
         registry.register(Box::new(vault_integrity_errors_total.clone()))?;
+        registry.register(Box::new(token_requests_total.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -123,6 +132,7 @@ impl Metrics {
             jwks_fetches_total,
             vault_lookups_total,
             vault_integrity_errors_total,
+            token_requests_total,
         })
     }
 

@@ -13,6 +13,7 @@ use crate::inbound::jwks::{FetchCounters, KeySource};
 use crate::inbound::workload_token::SigningKeyError;
 use crate::inbound::{Authorizer, WorkloadTokens};
 use crate::metrics::Metrics;
+use crate::providers::{self, Provider, m2m::M2mTokens};
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::upstream::{self, UpstreamClient};
 use crate::tls::TlsError;
@@ -49,6 +50,9 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     pub authorizers: HashMap<String, Arc<Authorizer>>,
+    pub providers: HashMap<String, Provider>,
+    /// Machine-to-machine tokens (also kept in the vault, so a reload refetches nothing).
+    pub m2m: M2mTokens,
 }
 
 /// Cheap to clone; one per gateway.
@@ -204,10 +208,13 @@ fn build_runtime(
                 .with_label_values(&[route.name.as_str()]),
         )));
     }
+    let providers = providers::build(&config.providers, default_client);
     Ok(Runtime {
         config: Arc::new(config),
         routes: RouteTable::new(routes),
         authorizers,
+        providers,
+        m2m: M2mTokens::new(metrics.token_requests_total.clone()),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The reverse proxy: one request's phases, in order, in [`forward`]. Matching happens on the
 //! normalised path, the upstream gets exactly what was matched, and bodies stream both ways.
 
+pub mod credential;
 pub mod headers;
 pub mod path;
 pub mod route;
@@ -15,7 +16,7 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
-use crate::config::Flow;
+use crate::config::{Flow, Injection};
 use crate::error::ProxyError;
 use crate::inbound::{self, Caller};
 use crate::state::{AppState, Runtime};
@@ -143,14 +144,29 @@ async fn forward(
     //    token of ours. Before anything reaches the upstream.
     let caller = authenticate(state, runtime, route, &parts).await?;
 
-    // 4. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream,
-    //    the inbound credential out (unless passed through), the caller described.
+    // 4. Credential: what the route's flow injects, found before anything goes upstream (a
+    //    vault or provider failure answers 503/502 instead of forwarding without it).
+    let secret = match &route.config.credential {
+        Some(c) => credential::resolve(state, runtime, c, &caller).await?,
+        None => None,
+    };
+    let injection = credential::injection(route.config.credential.as_ref());
+
+    // 5. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream,
+    //    the inbound credential out (unless passed through), the caller described, the
+    //    credential in.
     let original_host = parts
         .headers
         .get(header::HOST)
         .cloned()
         .or_else(|| authority_value(&parts));
-    let uri = route.upstream_uri(&path.path, parts.uri.query());
+    let query = match (injection, &secret) {
+        (Some(Injection::QueryParam(param)), Some(secret)) => {
+            Some(credential::query_with(parts.uri.query(), param, secret))
+        }
+        _ => parts.uri.query().map(str::to_string),
+    };
+    let uri = route.upstream_uri(&path.path, query.as_deref());
     parts.uri = uri
         .parse()
         .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
@@ -171,13 +187,16 @@ async fn forward(
         parts.headers.remove(header::AUTHORIZATION);
     }
     describe_caller(&mut parts.headers, &caller);
+    if let (Some(Injection::Header { name, format }), Some(secret)) = (injection, &secret) {
+        credential::inject_header(&mut parts.headers, name, format, secret)?;
+    }
     if let Ok(value) = HeaderValue::from_str(request_id) {
         parts.headers.insert(X_REQUEST_ID.clone(), value);
     }
     // The pooled client picks HTTP/1.1 or HTTP/2 per upstream connection (ALPN).
     parts.version = Version::HTTP_11;
 
-    // 5. Forward, bounded by the route's timeout up to the response headers; the body streams.
+    // 6. Forward, bounded by the route's timeout up to the response headers; the body streams.
     let sent = Instant::now();
     let upstream_request = Request::from_parts(parts, body::stream(body));
     let response =

@@ -4,6 +4,7 @@
 mod check;
 mod cli_vault;
 mod common;
+mod credentials;
 mod fake_idp;
 mod inbound;
 mod lifecycle;

@@ -1,0 +1,171 @@
+//! Machine-to-machine tokens (client credentials): one per (workload, provider, scopes), shared by
+//! all users of the workload, kept in the vault and cached until shortly before they expire.
+//! Concurrent requests for a missing or expiring token make exactly one call to the token
+//! endpoint (moka's `try_get_with` merges them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::Expiry;
+use moka::future::Cache;
+use prometheus::IntCounterVec;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::ProviderError;
+use super::oauth::OAuthClient;
+use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
+
+/// Longest an M2M token is cached without an `expires_in`.
+const DEFAULT_LIFETIME: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// A token ready to inject.
+pub struct CachedToken {
+    pub token: SecretString,
+    /// Unix seconds after which it must not be used.
+    pub use_until: i64,
+}
+
+/// Seconds before expiry at which a token is replaced: a minute, or a quarter of a short life.
+fn refresh_margin(lifetime: i64) -> i64 {
+    (lifetime / 4).clamp(0, 60)
+}
+
+struct UntilReplaced;
+
+impl Expiry<Owner, Arc<CachedToken>> for UntilReplaced {
+    fn expire_after_create(
+        &self,
+        _: &Owner,
+        value: &Arc<CachedToken>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            u64::try_from(value.use_until - store::now()).unwrap_or(0),
+        ))
+    }
+}
+
+pub struct M2mTokens {
+    cache: Cache<Owner, Arc<CachedToken>>,
+    token_requests: IntCounterVec,
+}
+
+impl M2mTokens {
+    pub fn new(token_requests: IntCounterVec) -> Self {
+        M2mTokens {
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(UntilReplaced)
+                .build(),
+            token_requests,
+        }
+    }
+
+    /// The vault owner of an M2M token: the workload's, for this provider and these scopes.
+    pub fn owner(workload: &str, provider: &str, scopes: &[String]) -> Owner {
+        let mut scopes = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        Owner {
+            kind: "oauth_m2m",
+            workload: workload.to_string(),
+            user_issuer: String::new(),
+            user_id: String::new(),
+            provider: provider.to_string(),
+            qualifier: scopes.join(" "),
+        }
+    }
+
+    /// A token for `workload` from `client` with `scopes`.
+    pub async fn token(
+        &self,
+        vault: &Vault,
+        client: &OAuthClient,
+        workload: &str,
+        scopes: &[String],
+    ) -> Result<Arc<CachedToken>, Arc<CredentialError>> {
+        let owner = Self::owner(workload, &client.provider, scopes);
+        self.cache
+            .try_get_with(owner.clone(), self.fetch(vault, client, owner, scopes))
+            .await
+    }
+
+    async fn fetch(
+        &self,
+        vault: &Vault,
+        client: &OAuthClient,
+        owner: Owner,
+        scopes: &[String],
+    ) -> Result<Arc<CachedToken>, CredentialError> {
+        let now = store::now();
+        // Another replica (or an earlier run) may have a good one in the vault.
+        if let Some(stored) = vault.get(&owner).await?
+            && let Credential::OAuth(tokens) = &*stored
+        {
+            let expires_at = tokens.expires_at.unwrap_or(now + DEFAULT_LIFETIME);
+            let use_until = expires_at - refresh_margin(expires_at - now);
+            if use_until > now {
+                return Ok(Arc::new(CachedToken {
+                    token: tokens.access_token.clone(),
+                    use_until,
+                }));
+            }
+        }
+        let response = client.client_credentials(scopes).await;
+        let result = match &response {
+            Ok(_) => "success",
+            Err(e) => e.result(),
+        };
+        self.token_requests
+            .with_label_values(&[client.provider.as_str(), "client_credentials", result])
+            .inc();
+        let response = response?;
+        let lifetime = response.expires_in.map_or(DEFAULT_LIFETIME, |s| {
+            i64::try_from(s).unwrap_or(DEFAULT_LIFETIME)
+        });
+        let expires_at = now + lifetime;
+        let granted = response.scope.as_deref().map_or_else(
+            || scopes.to_vec(),
+            |s| s.split_whitespace().map(str::to_string).collect(),
+        );
+        let credential = Credential::OAuth(OAuthTokens {
+            access_token: response.access_token.clone(),
+            refresh_token: None,
+            expires_at: Some(expires_at),
+            scopes: granted,
+        });
+        vault.put(&owner, &credential).await?;
+        tracing::debug!(provider = %client.provider, workload = %owner.workload, token_len = response.access_token.expose_secret().len(), "fetched an M2M token");
+        Ok(Arc::new(CachedToken {
+            token: response.access_token,
+            use_until: expires_at - refresh_margin(lifetime),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margins_are_a_minute_or_a_quarter_of_short_lives() {
+        assert_eq!(refresh_margin(3600), 60);
+        assert_eq!(refresh_margin(120), 30);
+        assert_eq!(refresh_margin(0), 0);
+    }
+
+    #[test]
+    fn owner_scopes_are_order_insensitive() {
+        let a = M2mTokens::owner("w", "p", &["b".into(), "a".into()]);
+        let b = M2mTokens::owner("w", "p", &["a".into(), "b".into(), "a".into()]);
+        assert_eq!(a, b);
+    }
+}

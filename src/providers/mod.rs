@@ -1,0 +1,73 @@
+//! Credential providers: what it takes to reach a tool. OAuth 2.0 clients (vendor presets,
+//! custom endpoints or discovery; [`oauth`]) and static API keys, compiled from the config, plus
+//! the machine-to-machine token cache ([`m2m`]).
+
+pub mod m2m;
+pub mod oauth;
+pub mod vendors;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::fetch::FetchError;
+use crate::proxy::upstream::UpstreamClient;
+use oauth::OAuthClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider {provider} is unreachable: {source}")]
+    Unreachable {
+        provider: String,
+        #[source]
+        source: FetchError,
+    },
+    #[error("provider {provider} refused the token request (HTTP {status}, {error})")]
+    Refused {
+        provider: String,
+        status: u16,
+        /// The OAuth error code (`invalid_grant`, ...), sanitised.
+        error: String,
+    },
+    #[error("provider {provider} answered without an access token")]
+    NoToken { provider: String },
+    #[error("provider {provider}: {message}")]
+    Config { provider: String, message: String },
+}
+
+impl ProviderError {
+    /// Metric label for `keygate_token_requests_total{result}`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            ProviderError::Refused { .. } => "refused",
+            ProviderError::Unreachable { .. } => "unreachable",
+            ProviderError::NoToken { .. } | ProviderError::Config { .. } => "error",
+        }
+    }
+}
+
+/// A provider ready for use.
+pub enum Provider {
+    OAuth2(Arc<OAuthClient>),
+    ApiKey(SecretString),
+}
+
+/// The providers of one config, by name.
+pub fn build(providers: &[ProviderConfig], http: &UpstreamClient) -> HashMap<String, Provider> {
+    providers
+        .iter()
+        .map(|p| {
+            let provider = match &p.kind {
+                ProviderKind::OAuth2(config) => Provider::OAuth2(Arc::new(OAuthClient::new(
+                    &p.name,
+                    (**config).clone(),
+                    http.clone(),
+                ))),
+                ProviderKind::ApiKey { api_key } => Provider::ApiKey(api_key.clone()),
+            };
+            (p.name.clone(), provider)
+        })
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! The credential phase: what the route's flow puts upstream (an M2M token, an API key; the
+//! user's own token comes with the consent flow) and how it is put there (a header with a
+//! format, or a query parameter). The inbound credential is always removed first.
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use url::form_urlencoded;
+
+use crate::config::{CredentialConfig, Flow, Injection};
+use crate::error::ProxyError;
+use crate::inbound::Caller;
+use crate::providers::Provider;
+use crate::state::{AppState, Runtime};
+
+/// The secret to inject for this request, if the route's flow injects one.
+pub async fn resolve(
+    state: &AppState,
+    runtime: &Runtime,
+    credential: &CredentialConfig,
+    caller: &Caller,
+) -> Result<Option<SecretString>, ProxyError> {
+    let provider = || {
+        credential
+            .provider
+            .as_ref()
+            .and_then(|name| runtime.providers.get(name))
+            .ok_or_else(|| ProxyError::Internal("route names a provider the runtime lacks".into()))
+    };
+    match credential.flow {
+        Flow::Passthrough => Ok(None),
+        Flow::ApiKey => match provider()? {
+            Provider::ApiKey(key) => Ok(Some(key.clone())),
+            Provider::OAuth2(_) => Err(ProxyError::Internal(
+                "api_key flow on an oauth2 provider".into(),
+            )),
+        },
+        Flow::M2m => {
+            let Provider::OAuth2(client) = provider()? else {
+                return Err(ProxyError::Internal(
+                    "m2m flow on an api_key provider".into(),
+                ));
+            };
+            let workload = caller.workload.as_deref().ok_or_else(|| {
+                ProxyError::Internal("an m2m route reached without a workload".into())
+            })?;
+            let token = runtime
+                .m2m
+                .token(state.vault(), client, workload, &credential.scopes)
+                .await
+                .map_err(|e| ProxyError::from(&*e))?;
+            Ok(Some(token.token.clone()))
+        }
+        Flow::UserFederation => Err(ProxyError::NotImplemented(
+            "3-legged OAuth (user_federation)",
+        )),
+    }
+}
+
+/// Puts the secret in its header (replacing whatever the client sent under that name), marked
+/// sensitive so HTTP/2 never indexes it.
+pub fn inject_header(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+    format: &str,
+    secret: &SecretString,
+) -> Result<(), ProxyError> {
+    let value = format.replace("{token}", secret.expose_secret());
+    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+        ProxyError::CredentialProvider("the credential is not a valid header value".into())
+    })?;
+    value.set_sensitive(true);
+    headers.remove(name);
+    headers.insert(name.clone(), value);
+    Ok(())
+}
+
+/// The query with `param` set to the secret (any value the client sent for it dropped).
+pub fn query_with(query: Option<&str>, param: &str, secret: &SecretString) -> String {
+    let kept = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name != param);
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .append_pair(param, secret.expose_secret())
+        .finish()
+}
+
+/// Where a route's credential goes, when it has one.
+pub fn injection(credential: Option<&CredentialConfig>) -> Option<&Injection> {
+    credential
+        .filter(|c| c.flow != Flow::Passthrough)
+        .map(|c| &c.injection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_param_replaces_a_client_supplied_one() {
+        let secret = SecretString::from("k&y=1".to_string());
+        assert_eq!(
+            query_with(Some("q=a+b&key=forged"), "key", &secret),
+            "q=a+b&key=k%26y%3D1"
+        );
+        assert_eq!(query_with(None, "key", &secret), "key=k%26y%3D1");
+    }
+
+    #[test]
+    fn header_is_formatted_sensitive_and_replaces_the_clients() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("forged"));
+        let name = HeaderName::from_static("x-api-key");
+        inject_header(
+            &mut headers,
+            &name,
+            "Key {token}",
+            &SecretString::from("s3cret".to_string()),
+        )
+        .unwrap();
+        assert_eq!(headers.get_all("x-api-key").iter().count(), 1);
+        assert_eq!(headers["x-api-key"], "Key s3cret");
+        assert!(headers["x-api-key"].is_sensitive());
+    }
+}
