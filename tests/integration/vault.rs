@@ -432,7 +432,7 @@ fn vault_writer() -> std::path::PathBuf {
     let path = dir.join("examples/vault-writer");
     assert!(
         path.is_file(),
-        "{} is missing: build it with `cargo test --all-targets` (tests/run does)",
+        "{} is missing: build it with `cargo build --examples` (tests/run does)",
         path.display()
     );
     path
