@@ -23,6 +23,8 @@ pub enum ProxyError {
     CredentialProvider(String),
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
+    #[error("the audit queue is full")]
+    AuditUnavailable,
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -45,6 +47,7 @@ impl ProxyError {
             ProxyError::VaultUnavailable(_) => "vault_unavailable",
             ProxyError::CredentialProvider(_) => "credential_provider_error",
             ProxyError::NotImplemented(_) => "not_implemented",
+            ProxyError::AuditUnavailable => "audit_unavailable",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Internal(_) => "internal_error",
@@ -62,6 +65,7 @@ impl ProxyError {
             ProxyError::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CredentialProvider(_) => StatusCode::BAD_GATEWAY,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +90,9 @@ impl ProxyError {
             ProxyError::CredentialProvider(_) => "the credential provider could not issue a token",
             ProxyError::NotImplemented(_) => {
                 "this credential flow is not available in this keygate version"
+            }
+            ProxyError::AuditUnavailable => {
+                "keygate cannot audit this request now; try again shortly"
             }
             ProxyError::UpstreamUnavailable(_) => "the upstream could not be reached",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",

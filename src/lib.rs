@@ -10,11 +10,12 @@
 //! - [`inbound`]: who is calling: JWT authorizers over OIDC discovery, workload access tokens.
 //! - [`proxy`]: route matching, path normalisation, header rewriting, forwarding.
 //! - [`error`]: the proxy's own responses, produced in one place.
-//! - [`admin`], [`metrics`]: health, readiness and Prometheus metrics.
+//! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
 //! - [`tls`]: rustls configs and development certificates.
 //! - [`vault`]: envelope encryption of stored secrets (stores and cache follow).
 
 pub mod admin;
+pub mod audit;
 pub mod body;
 pub mod config;
 pub mod error;

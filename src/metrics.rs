@@ -20,6 +20,7 @@ pub struct Metrics {
     pub vault_lookups_total: IntCounterVec,
     pub vault_integrity_errors_total: prometheus::IntCounter,
     pub token_requests_total: IntCounterVec,
+    pub audit_refused_total: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -96,6 +97,10 @@ impl Metrics {
             ),
             &["provider", "grant", "result"],
         )?;
+        let audit_refused_total = prometheus::IntCounter::new(
+            "keygate_audit_refused_total",
+            "Requests refused because the audit queue was full (never served unaudited).",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keygate_build_info",
@@ -119,6 +124,7 @@ impl Metrics {
         registry.register(Box::new(vault_lookups_total.clone()))?;
         registry.register(Box::new(vault_integrity_errors_total.clone()))?;
         registry.register(Box::new(token_requests_total.clone()))?;
+        registry.register(Box::new(audit_refused_total.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -133,6 +139,7 @@ impl Metrics {
             vault_lookups_total,
             vault_integrity_errors_total,
             token_requests_total,
+            audit_refused_total,
         })
     }
 

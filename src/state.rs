@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::audit::Audit;
 use crate::config::{self, Config, ConfigError};
 use crate::inbound::jwks::{FetchCounters, KeySource};
 use crate::inbound::workload_token::SigningKeyError;
@@ -37,6 +38,8 @@ pub enum StartError {
     SigningKey(#[from] SigningKeyError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(std::io::Error),
 }
 
 /// How often the vault's change log is read (writes by other processes reach the cache).
@@ -68,6 +71,7 @@ struct Shared {
     ready: AtomicBool,
     workload_tokens: Arc<WorkloadTokens>,
     vault: Arc<Vault>,
+    audit: Audit,
     /// One key source per discovery URL, kept across reloads so keys are not refetched.
     key_sources: Mutex<HashMap<String, Arc<KeySource>>>,
 }
@@ -77,6 +81,8 @@ impl AppState {
     pub async fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
         let default_client = upstream::client(None)?;
+        let audit = Audit::start(&config.audit, Some(metrics.audit_refused_total.clone()))
+            .map_err(StartError::Audit)?;
         let vault = Vault::open(&config.vault, Some(VaultMetrics::from(&metrics))).await?;
         vault.spawn_change_watcher(VAULT_CHANGE_POLL);
         let workload_tokens =
@@ -91,6 +97,7 @@ impl AppState {
                 ready: AtomicBool::new(false),
                 workload_tokens,
                 vault,
+                audit,
                 key_sources,
             }),
         })
@@ -109,6 +116,10 @@ impl AppState {
         &self.shared.workload_tokens
     }
 
+    pub fn audit(&self) -> &Audit {
+        &self.shared.audit
+    }
+
     pub fn vault(&self) -> &Arc<Vault> {
         &self.shared.vault
     }
@@ -123,6 +134,8 @@ impl AppState {
 
     /// Re-reads the config file and swaps it in; on any error the old config keeps serving.
     pub async fn reload(&self) -> Result<(), StartError> {
+        // SIGHUP is also the log-rotation signal.
+        self.shared.audit.reopen().await;
         let current = self.runtime();
         let result = config::load(&current.config.source)
             .map_err(StartError::from)

@@ -15,6 +15,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
+use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
 use crate::config::{Flow, Injection};
 use crate::error::ProxyError;
@@ -147,7 +148,11 @@ async fn forward(
     // 4. Credential: what the route's flow injects, found before anything goes upstream (a
     //    vault or provider failure answers 503/502 instead of forwarding without it).
     let secret = match &route.config.credential {
-        Some(c) => credential::resolve(state, runtime, c, &caller).await?,
+        Some(c) => {
+            let resolved = credential::resolve(state, runtime, c, &caller).await;
+            audit_credential_use(state, request_id, conn, c, &caller, &resolved)?;
+            resolved?
+        }
         None => None,
     };
     let injection = credential::injection(route.config.credential.as_ref());
@@ -211,6 +216,33 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(parts, body::stream(body)))
+}
+
+/// `ProxyCredentialUse` for a request that used (or failed to get) an injected credential. A
+/// full audit queue refuses the request rather than serving it unaudited.
+fn audit_credential_use(
+    state: &AppState,
+    request_id: &str,
+    conn: ConnInfo,
+    credential: &crate::config::CredentialConfig,
+    caller: &Caller,
+    resolved: &Result<Option<secrecy::SecretString>, ProxyError>,
+) -> Result<(), ProxyError> {
+    let outcome = match resolved {
+        Ok(None) => return Ok(()),
+        Ok(Some(_)) => Outcome::Success,
+        Err(_) => Outcome::Error,
+    };
+    let event = AuditEvent::new("ProxyCredentialUse", request_id, outcome)
+        .workload(caller.workload.as_deref())
+        .user(caller.user.as_ref())
+        .provider(credential.provider.as_deref())
+        .reason(resolved.as_ref().err().map(ProxyError::code))
+        .source(conn.peer.ip());
+    state
+        .audit()
+        .record(event)
+        .map_err(|_| ProxyError::AuditUnavailable)
 }
 
 async fn authenticate(

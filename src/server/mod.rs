@@ -24,6 +24,7 @@ mod connection;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the gateway can be told while it runs (the binary maps signals onto these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +135,7 @@ impl Gateway {
             Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
+        state.audit().flush(AUDIT_FLUSH_TIMEOUT).await;
     }
 }
 

@@ -427,6 +427,25 @@ pub fn mint_token(config_path: &Path, workload: &str) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
+/// Waits until `GET {url}` answers 200 (connection errors while a process starts are retried).
+pub async fn wait_until_ok(url: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = Request::get(url).body(full("")).unwrap();
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(1), http_client().request(request)).await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} never answered 200"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The path of the built `keygate` binary.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_keygate")

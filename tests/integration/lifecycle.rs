@@ -162,25 +162,9 @@ impl Process {
             addr: format!("127.0.0.1:{port}"),
             admin: format!("127.0.0.1:{admin_port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Ok(response)) = tokio::time::timeout(
-                Duration::from_secs(1),
-                http_client().request(
-                    http::Request::get(format!("http://{}/readyz", process.admin))
-                        .body(full(""))
-                        .unwrap(),
-                ),
-            )
-            .await
-                && response.status() == StatusCode::OK
-            {
-                process.token = mint_token(&dir.join("routes.toml"), "test-agent");
-                return process;
-            }
-            assert!(Instant::now() < deadline, "keygate did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_ok(&format!("http://{}/readyz", process.admin)).await;
+        process.token = mint_token(&dir.join("routes.toml"), "test-agent");
+        process
     }
 
     fn signal(&self, name: &str) {

@@ -1,6 +1,7 @@
 //! keygate's integration tests: one binary, real sockets, keygate booted from TOML text.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod check;
 mod cli_vault;
 mod common;

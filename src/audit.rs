@@ -1,0 +1,321 @@
+//! The audit log: one JSON object per line (`time`, `event`, `requestId`, `workload`, `user`,
+//! `provider`, `outcome`, `reason`, `sourceIp`), appended by a background writer in batches and
+//! flushed after every batch, so at least once a second and at shutdown. Recording never blocks
+//! a request: the queue is bounded, and when it is full the request is refused (503) rather
+//! than served unaudited, and that is counted. The file is reopened on SIGHUP for log rotation.
+//! No secret is ever written: events carry names and ids only.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use prometheus::IntCounter;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{AuditConfig, AuditSink};
+
+/// Events written per batch at most.
+const BATCH: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Error,
+}
+
+/// One audited action.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub time: String,
+    pub event: &'static str,
+    pub request_id: String,
+    pub workload: Option<String>,
+    pub user: Option<String>,
+    pub provider: Option<String>,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn new(event: &'static str, request_id: &str, outcome: Outcome) -> Self {
+        AuditEvent {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event,
+            request_id: request_id.to_string(),
+            workload: None,
+            user: None,
+            provider: None,
+            outcome,
+            reason: None,
+            source_ip: None,
+        }
+    }
+
+    pub fn workload(mut self, workload: Option<&str>) -> Self {
+        self.workload = workload.map(str::to_string);
+        self
+    }
+
+    pub fn user(mut self, user: Option<&crate::inbound::UserId>) -> Self {
+        self.user = user.map(|u| match &u.issuer {
+            Some(issuer) => format!("{issuer}#{}", u.id),
+            None => u.id.clone(),
+        });
+        self
+    }
+
+    pub fn provider(mut self, provider: Option<&str>) -> Self {
+        self.provider = provider.map(str::to_string);
+        self
+    }
+
+    pub fn reason(mut self, reason: Option<&str>) -> Self {
+        self.reason = reason.map(str::to_string);
+        self
+    }
+
+    pub fn source(mut self, ip: IpAddr) -> Self {
+        self.source_ip = Some(ip.to_string());
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the audit queue is full")]
+pub struct AuditFull;
+
+enum Message {
+    Event(Box<AuditEvent>),
+    /// Write everything queued so far, then answer.
+    Flush(oneshot::Sender<()>),
+    /// Reopen the file (after rotation).
+    Reopen,
+}
+
+/// The handle requests record through. Cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Message>,
+    refused: Option<IntCounter>,
+}
+
+impl Audit {
+    /// Starts the writer for `config`; `refused` counts events refused because the queue was full.
+    pub fn start(config: &AuditConfig, refused: Option<IntCounter>) -> std::io::Result<Audit> {
+        let mut sink = Sink::open(&config.sink)?;
+        let (tx, mut rx) = mpsc::channel(config.queue_capacity);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                for message in batch.drain(..) {
+                    match message {
+                        Message::Event(event) => sink.write(&event),
+                        Message::Flush(done) => {
+                            sink.flush();
+                            let _ = done.send(());
+                        }
+                        Message::Reopen => sink.reopen(),
+                    }
+                }
+                sink.flush();
+            }
+            sink.flush();
+        });
+        Ok(Audit { tx, refused })
+    }
+
+    /// Queues an event without waiting; `Err` when the queue is full (refuse the request).
+    pub fn record(&self, event: AuditEvent) -> Result<(), AuditFull> {
+        self.tx
+            .try_send(Message::Event(Box::new(event)))
+            .map_err(|_| {
+                if let Some(counter) = &self.refused {
+                    counter.inc();
+                }
+                tracing::error!(
+                    "audit queue full: refusing the request rather than serving it unaudited"
+                );
+                AuditFull
+            })
+    }
+
+    /// Waits until everything recorded so far is written and flushed (at shutdown).
+    pub async fn flush(&self, timeout: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(timeout, wait).await;
+        }
+    }
+
+    /// Reopens the file (SIGHUP after rotation).
+    pub async fn reopen(&self) {
+        let _ = self.tx.send(Message::Reopen).await;
+    }
+}
+
+/// Where lines go.
+enum Sink {
+    Stdout,
+    File {
+        path: PathBuf,
+        file: std::io::BufWriter<std::fs::File>,
+    },
+}
+
+impl Sink {
+    fn open(sink: &AuditSink) -> std::io::Result<Sink> {
+        match sink {
+            AuditSink::Stdout => Ok(Sink::Stdout),
+            AuditSink::File(path) => Ok(Sink::File {
+                path: path.clone(),
+                file: std::io::BufWriter::new(open_append(path)?),
+            }),
+        }
+    }
+
+    fn write(&mut self, event: &AuditEvent) {
+        let Ok(mut line) = serde_json::to_vec(event) else {
+            return;
+        };
+        line.push(b'\n');
+        let result = match self {
+            Sink::Stdout => std::io::stdout().lock().write_all(&line),
+            Sink::File { file, .. } => file.write_all(&line),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "audit write failed");
+        }
+    }
+
+    fn flush(&mut self) {
+        let result = match self {
+            Sink::Stdout => std::io::stdout().lock().flush(),
+            Sink::File { file, .. } => file.flush(),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "audit flush failed");
+        }
+    }
+
+    fn reopen(&mut self) {
+        if let Sink::File { path, file } = self {
+            let _ = file.flush();
+            match open_append(path) {
+                Ok(reopened) => *file = std::io::BufWriter::new(reopened),
+                Err(error) => {
+                    tracing::error!(%error, path = %path.display(), "audit file not reopened; writing to the old one")
+                }
+            }
+        }
+    }
+}
+
+fn open_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_are_json_lines_with_the_contract_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let config = AuditConfig {
+            sink: AuditSink::File(path.clone()),
+            queue_capacity: 10,
+        };
+        let audit = Audit::start(&config, None).unwrap();
+        let user = crate::inbound::UserId {
+            issuer: Some("https://idp".into()),
+            id: "alice".into(),
+        };
+        audit
+            .record(
+                AuditEvent::new("ProxyCredentialUse", "req-1", Outcome::Success)
+                    .workload(Some("agent"))
+                    .user(Some(&user))
+                    .provider(Some("docs"))
+                    .source("127.0.0.1".parse().unwrap()),
+            )
+            .unwrap();
+        audit.flush(Duration::from_secs(5)).await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        for key in [
+            "time",
+            "event",
+            "requestId",
+            "workload",
+            "user",
+            "provider",
+            "outcome",
+            "sourceIp",
+        ] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+        assert_eq!(line["user"], "https://idp#alice");
+        assert_eq!(line["outcome"], "success");
+        assert!(line.get("reason").is_none());
+        assert!(humantime::parse_rfc3339(line["time"].as_str().unwrap()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_instead_of_blocking() {
+        let (tx, _rx) = mpsc::channel(2);
+        let refused = IntCounter::new("t", "t").unwrap();
+        let audit = Audit {
+            tx,
+            refused: Some(refused.clone()),
+        };
+        let event = || AuditEvent::new("ProxyCredentialUse", "r", Outcome::Success);
+        assert!(audit.record(event()).is_ok());
+        assert!(audit.record(event()).is_ok());
+        assert!(audit.record(event()).is_err());
+        assert_eq!(refused.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn reopen_follows_a_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let config = AuditConfig {
+            sink: AuditSink::File(path.clone()),
+            queue_capacity: 10,
+        };
+        let audit = Audit::start(&config, None).unwrap();
+        audit
+            .record(AuditEvent::new("A", "1", Outcome::Success))
+            .unwrap();
+        audit.flush(Duration::from_secs(5)).await;
+        std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
+        audit.reopen().await;
+        audit
+            .record(AuditEvent::new("B", "2", Outcome::Success))
+            .unwrap();
+        audit.flush(Duration::from_secs(5)).await;
+        assert!(
+            std::fs::read_to_string(dir.path().join("audit.jsonl.1"))
+                .unwrap()
+                .contains("\"A\"")
+        );
+        let fresh = std::fs::read_to_string(&path).unwrap();
+        assert!(fresh.contains("\"B\"") && !fresh.contains("\"A\""));
+    }
+}

@@ -1,0 +1,154 @@
+//! The audit log through the real gateway: one `ProxyCredentialUse` line per proxied request that
+//! used a credential, with the contract's fields, never a secret, and complete across SIGTERM.
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::common::*;
+
+fn config(upstream: &Upstream, audit_path: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[audit]
+path = "{audit_path}"
+
+[[providers]]
+name = "weather"
+kind = "api_key"
+api_key = "weather-secret-value"
+
+[[routes]]
+name = "weather"
+path_prefix = "/weather/"
+upstream = "{up}/"
+[routes.credential]
+provider = "weather"
+flow = "api_key"
+header = "X-API-Key"
+format = "{{token}}"
+
+[[routes]]
+name = "plain"
+path_prefix = "/plain/"
+upstream = "{up}/"
+"#,
+        up = upstream.url()
+    )
+}
+
+fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_credential_use_is_audited_with_the_contract_fields_and_no_secret() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let gw = TestGateway::start_in(dir, &config(&upstream, &path.display().to_string())).await;
+    let mut request_ids = Vec::new();
+    for _ in 0..30 {
+        let (status, headers, _) = gw.get("/weather/today").await;
+        assert_eq!(status, StatusCode::OK);
+        request_ids.push(headers["x-request-id"].to_str().unwrap().to_string());
+    }
+    // Requests without a credential are not credential uses.
+    assert_eq!(gw.get("/plain/x").await.0, StatusCode::OK);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines(&path).len() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "audit lines missing: {}",
+            lines(&path).len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = lines(&path);
+    assert_eq!(events.len(), 30);
+    for (event, request_id) in events.iter().zip(&request_ids) {
+        assert_eq!(event["event"], "ProxyCredentialUse");
+        assert_eq!(event["requestId"], request_id.as_str());
+        assert_eq!(event["workload"], "test-agent");
+        assert_eq!(event["provider"], "weather");
+        assert_eq!(event["outcome"], "success");
+        assert_eq!(event["sourceIp"], "127.0.0.1");
+        assert!(humantime::parse_rfc3339(event["time"].as_str().unwrap()).is_ok());
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    for secret in ["weather-secret-value", gw.token.as_str()] {
+        assert!(!text.contains(secret), "the audit log holds a secret");
+    }
+}
+
+#[tokio::test]
+async fn audit_is_complete_across_sigterm() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = config(&upstream, &path.display().to_string()).replace(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\""),
+    );
+    let config_path = dir.path().join("routes.toml");
+    std::fs::write(&config_path, toml).unwrap();
+    let mut child = tokio::process::Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_until_ok(&format!("http://127.0.0.1:{admin}/readyz")).await;
+    let token = mint_token(&config_path, "agent-one");
+    let client = http_client();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let request = http::Request::get(format!("http://127.0.0.1:{port}/weather/x"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(full(""))
+            .unwrap();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move { send(&client, request).await.0 }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success());
+    assert_eq!(
+        lines(&path).len(),
+        100,
+        "every served request is in the audit log after SIGTERM"
+    );
+}
