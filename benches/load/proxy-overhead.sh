@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Loopback load run: the bench upstream direct vs through keygate (no auth), same wrk settings,
-# alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
+# Loopback load run: the bench upstream direct, through keygate with a workload access token
+# (verified, cached), and through keygate injecting an API key (plus its audit line), same wrk
+# settings, alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
 # Prints requests/s, p50, p99 for each, and keygate's CPU time per request.
 #   benches/load/proxy-overhead.sh [seconds=10] [connections=32] [rounds=3]
 set -euo pipefail
@@ -19,11 +20,24 @@ cat > "$work/routes.toml" <<TOML
 listen = "127.0.0.1:18080"
 admin_listen = "127.0.0.1:19090"
 [audit]
-path = "-"
+path = "$work/audit.jsonl"
+[[providers]]
+name = "key"
+kind = "api_key"
+api_key = "bench-key"
 [[routes]]
 name = "bench"
 path_prefix = "/tools/bench/"
 upstream = "http://127.0.0.1:19100/"
+[[routes]]
+name = "keyed"
+path_prefix = "/tools/keyed/"
+upstream = "http://127.0.0.1:19100/"
+[routes.credential]
+provider = "key"
+flow = "api_key"
+header = "X-API-Key"
+format = "{token}"
 TOML
 
 taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
@@ -46,14 +60,16 @@ run() { # name url
   echo "$1 $rps $p50 $p99 $total"
 }
 
-printf '%-8s %-6s %12s %10s %10s %14s\n' round target "requests/s" p50 p99 "cpu µs/req"
+printf '%-8s %-8s %12s %10s %10s %14s\n' round target "requests/s" p50 p99 "cpu µs/req"
 for round in $(seq "$ROUNDS"); do
   read -r name rps p50 p99 _ < <(run direct "http://127.0.0.1:19100/x")
-  printf '%-8s %-6s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "-"
-  before=$(cpu_ticks "$KEYGATE_PID")
-  read -r name rps p50 p99 total < <(run keygate "http://127.0.0.1:18080/tools/bench/x")
-  after=$(cpu_ticks "$KEYGATE_PID")
-  hz=$(getconf CLK_TCK)
-  cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$total" 'BEGIN {printf "%.1f", (a-b)/hz/n*1e6}')
-  printf '%-8s %-6s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
+  printf '%-8s %-8s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "-"
+  for target in bench keyed; do
+    before=$(cpu_ticks "$KEYGATE_PID")
+    read -r name rps p50 p99 total < <(run "kg-$target" "http://127.0.0.1:18080/tools/$target/x")
+    after=$(cpu_ticks "$KEYGATE_PID")
+    hz=$(getconf CLK_TCK)
+    cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$total" 'BEGIN {printf "%.1f", (a-b)/hz/n*1e6}')
+    printf '%-8s %-8s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
+  done
 done
