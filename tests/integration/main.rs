@@ -6,6 +6,7 @@ mod check;
 mod cli_vault;
 mod common;
 mod credentials;
+mod deploy;
 mod fake_idp;
 mod inbound;
 mod lifecycle;
