@@ -9,6 +9,15 @@ use serde_json::json;
 use crate::body::{self, Body};
 use crate::inbound::AuthError;
 
+/// What a caller needs to get a user's consent.
+#[derive(Debug)]
+pub struct ConsentChallenge {
+    pub authorization_url: String,
+    pub session_uri: String,
+    pub provider: String,
+    pub expires_in: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("malformed request: {0}")]
@@ -25,6 +34,8 @@ pub enum ProxyError {
     NotImplemented(&'static str),
     #[error("the audit queue is full")]
     AuditUnavailable,
+    #[error("the user has not consented to provider {}", .0.provider)]
+    ConsentRequired(Box<ConsentChallenge>),
     #[error("upstream unreachable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer in time")]
@@ -48,6 +59,7 @@ impl ProxyError {
             ProxyError::CredentialProvider(_) => "credential_provider_error",
             ProxyError::NotImplemented(_) => "not_implemented",
             ProxyError::AuditUnavailable => "audit_unavailable",
+            ProxyError::ConsentRequired(_) => "consent_required",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::Internal(_) => "internal_error",
@@ -66,6 +78,7 @@ impl ProxyError {
             ProxyError::CredentialProvider(_) => StatusCode::BAD_GATEWAY,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ConsentRequired(_) => StatusCode::UNAUTHORIZED,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +107,9 @@ impl ProxyError {
             ProxyError::AuditUnavailable => {
                 "keygate cannot audit this request now; try again shortly"
             }
+            ProxyError::ConsentRequired(_) => {
+                "the user must authorize access at authorizationUrl, then retry"
+            }
             ProxyError::UpstreamUnavailable(_) => "the upstream could not be reached",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
             ProxyError::Internal(_) => "keygate failed to handle the request",
@@ -114,7 +130,24 @@ impl ProxyError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let body = json!({ "error": self.code(), "error_description": self.description() });
+        let mut body = json!({ "error": self.code(), "error_description": self.description() });
+        if let ProxyError::ConsentRequired(challenge) = &self {
+            body["authorizationUrl"] = json!(challenge.authorization_url);
+            body["sessionUri"] = json!(challenge.session_uri);
+            body["provider"] = json!(challenge.provider);
+            body["expiresIn"] = json!(challenge.expires_in);
+            let mut response = json_response(self.status(), &body);
+            let value = format!(
+                r#"Bearer realm="keygate", error="consent_required", authorization_uri="{}""#,
+                challenge.authorization_url
+            );
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            return response;
+        }
         let mut response = json_response(self.status(), &body);
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(

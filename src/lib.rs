@@ -18,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod consent;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;

@@ -5,6 +5,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::consent;
 use crate::error::{ProxyError, json_response};
 use crate::proxy::{self, ConnInfo};
 use crate::state::AppState;
@@ -17,6 +18,14 @@ pub async fn dispatch(
     let path = request.uri().path();
     if path == "/.well-known/jwks.json" {
         return json_response(StatusCode::OK, &state.workload_tokens().jwks());
+    }
+    if request.method() == http::Method::GET {
+        let query = request.uri().query();
+        match path {
+            "/identities/oauth2/authorize" => return consent::http::authorize(state, query).await,
+            "/identities/oauth2/callback" => return consent::http::callback(state, query).await,
+            _ => {}
+        }
     }
     if is_reserved(path) {
         // The identity API lives here; until it exists, nothing does.

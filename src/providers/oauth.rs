@@ -57,6 +57,35 @@ impl OAuthClient {
         &self.config.vendor
     }
 
+    pub fn client_id(&self) -> &str {
+        &self.config.client_id
+    }
+
+    /// The authorization-code grant with PKCE (RFC 6749 section 4.1, RFC 7636).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<TokenResponse, ProviderError> {
+        self.token_request(vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", redirect_uri.to_string()),
+            ("code_verifier", verifier.to_string()),
+        ])
+        .await
+    }
+
+    /// The refresh-token grant.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, ProviderError> {
+        self.token_request(vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", refresh_token.to_string()),
+        ])
+        .await
+    }
+
     /// The endpoints, resolved on first use (discovery is fetched once, then kept).
     pub async fn endpoints(&self) -> Result<&Endpoints, ProviderError> {
         self.endpoints

@@ -8,7 +8,13 @@ use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
 use crate::config::{CredentialConfig, Flow, Injection};
-use crate::error::ProxyError;
+use crate::consent;
+use crate::error::{ConsentChallenge, ProxyError};
+use crate::inbound::AuthError;
+use crate::vault::{Credential, store};
+
+/// A vaulted user token this close to expiry is not used.
+const EXPIRY_MARGIN_SECS: i64 = 60;
 use crate::inbound::Caller;
 use crate::providers::Provider;
 use crate::state::{AppState, Runtime};
@@ -51,10 +57,65 @@ pub async fn resolve(
                 .map_err(|e| ProxyError::from(&*e))?;
             Ok(Some(token.token.clone()))
         }
-        Flow::UserFederation => Err(ProxyError::NotImplemented(
-            "3-legged OAuth (user_federation)",
-        )),
+        Flow::UserFederation => user_token(state, runtime, credential, caller).await,
     }
+}
+
+/// The user's own token from the vault, or a consent challenge when there is none usable (or
+/// the route forces a fresh authentication).
+async fn user_token(
+    state: &AppState,
+    runtime: &Runtime,
+    credential: &CredentialConfig,
+    caller: &Caller,
+) -> Result<Option<SecretString>, ProxyError> {
+    let provider = credential
+        .provider
+        .as_deref()
+        .ok_or_else(|| ProxyError::Internal("user_federation route without a provider".into()))?;
+    let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
+        return Err(ProxyError::Auth(AuthError::MissingUser));
+    };
+    if !credential.force_authentication {
+        let owner = consent::user_owner(workload, user, provider);
+        if let Some(stored) = state.vault().get(&owner).await?
+            && let Credential::OAuth(tokens) = &*stored
+            && tokens.covers(&credential.scopes)
+            && tokens
+                .expires_at
+                .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
+        {
+            return Ok(Some(tokens.access_token.clone()));
+        }
+    }
+    let return_url = credential
+        .return_url
+        .as_deref()
+        .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url".into()))?;
+    let started = consent::start(
+        state.vault(),
+        &runtime.config.server.public_url,
+        consent::Request {
+            workload,
+            user,
+            provider,
+            scopes: &credential.scopes,
+            return_url,
+            custom_state: None,
+            custom_parameters: Vec::new(),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        consent::ConsentError::Vault(v) => ProxyError::from(v),
+        other => ProxyError::Internal(other.to_string()),
+    })?;
+    Err(ProxyError::ConsentRequired(Box::new(ConsentChallenge {
+        authorization_url: started.authorization_url,
+        session_uri: started.session_uri,
+        provider: provider.to_string(),
+        expires_in: started.expires_in,
+    })))
 }
 
 /// Puts the secret in its header (replacing whatever the client sent under that name), marked

@@ -231,6 +231,7 @@ fn audit_credential_use(
     let outcome = match resolved {
         Ok(None) => return Ok(()),
         Ok(Some(_)) => Outcome::Success,
+        Err(ProxyError::ConsentRequired(_) | ProxyError::Auth(_)) => Outcome::Denied,
         Err(_) => Outcome::Error,
     };
     let event = AuditEvent::new("ProxyCredentialUse", request_id, outcome)

@@ -20,9 +20,17 @@ pub struct OAuthTokens {
 }
 
 impl OAuthTokens {
-    /// Whether every requested scope was granted to this token set.
+    /// Whether this token set serves a request for `requested` scopes: every scope granted,
+    /// except `offline_access`, which providers do not echo in the access token's scopes and
+    /// which is satisfied by holding a refresh token.
     pub fn covers(&self, requested: &[String]) -> bool {
-        requested.iter().all(|r| self.scopes.iter().any(|s| s == r))
+        requested.iter().all(|r| {
+            if r == "offline_access" {
+                self.refresh_token.is_some() || self.scopes.iter().any(|s| s == r)
+            } else {
+                self.scopes.iter().any(|s| s == r)
+            }
+        })
     }
 }
 
@@ -143,6 +151,10 @@ mod tests {
         };
         assert!(t.covers(&["a".into()]));
         assert!(!t.covers(&["a".into(), "c".into()]));
+        assert!(
+            !t.covers(&["a".into(), "offline_access".into()]),
+            "no refresh token"
+        );
         assert!(!Credential::OAuth(t).within_limits());
     }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod check;
 mod cli_vault;
 mod common;
+mod consent;
 mod credentials;
 mod deploy;
 mod fake_idp;

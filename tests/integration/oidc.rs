@@ -14,6 +14,7 @@ pub struct OidcProvider {
     pub port: u16,
     pub issuer: String,
     keys_file: PathBuf,
+    redirect_uris: String,
     child: Option<tokio::process::Child>,
 }
 
@@ -24,6 +25,11 @@ fn provider_dir() -> PathBuf {
 impl OidcProvider {
     /// Starts a provider whose signing keys live in `dir`.
     pub async fn start(dir: &Path) -> OidcProvider {
+        Self::start_with_redirects(dir, &[]).await
+    }
+
+    /// A provider whose web client (`web-app` / `web-secret`) accepts these redirect URIs.
+    pub async fn start_with_redirects(dir: &Path, redirect_uris: &[&str]) -> OidcProvider {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,6 +39,7 @@ impl OidcProvider {
             port,
             issuer: format!("http://127.0.0.1:{port}"),
             keys_file: dir.join("oidc-keys.json"),
+            redirect_uris: redirect_uris.join(","),
             child: None,
         };
         provider.spawn(false).await;
@@ -49,6 +56,14 @@ impl OidcProvider {
             .env("OIDC_PORT", self.port.to_string())
             .env("OIDC_KEYS", &self.keys_file)
             .env("OIDC_ROTATE", if rotate { "1" } else { "0" })
+            .env(
+                "OIDC_REDIRECT_URIS",
+                if self.redirect_uris.is_empty() {
+                    "http://127.0.0.1:1/cb"
+                } else {
+                    &self.redirect_uris
+                },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -69,6 +84,8 @@ impl OidcProvider {
             matches!(ready, Ok(true)),
             "the OpenID provider did not start"
         );
+        // Keep draining its stdout: it logs notices there, and dies of EPIPE if nobody reads.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
     }
 
@@ -86,6 +103,62 @@ impl OidcProvider {
     pub async fn rotate_keys(&mut self) {
         self.stop().await;
         self.spawn(true).await;
+    }
+
+    /// Plays the user's browser through the provider's login and consent pages (devInteractions),
+    /// starting at `url` (the provider's authorization request); returns the URL the provider
+    /// finally redirects to (the client's redirect URI with `code` and `state`).
+    pub async fn drive_consent(&self, url: &str, login: &str) -> String {
+        // A fresh connection per step: Node may close a kept-alive one between the steps.
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http();
+        let mut cookies: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        let mut url = url.to_string();
+        let mut form: Option<String> = None;
+        for _ in 0..30 {
+            if !url.starts_with(&self.issuer) {
+                return url;
+            }
+            let cookie = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let request = match form.take() {
+                Some(body) => Request::post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("cookie", cookie)
+                    .body(full(body)),
+                None => Request::get(&url).header("cookie", cookie).body(full("")),
+            }
+            .unwrap();
+            let (status, headers, body) = send(&client, request).await;
+            for value in headers.get_all("set-cookie") {
+                let pair = value.to_str().unwrap().split(';').next().unwrap();
+                if let Some((k, v)) = pair.split_once('=') {
+                    cookies.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+            if status.is_redirection() {
+                let location = headers["location"].to_str().unwrap();
+                url = url::Url::parse(&url)
+                    .unwrap()
+                    .join(location)
+                    .unwrap()
+                    .to_string();
+                continue;
+            }
+            assert_eq!(status, StatusCode::OK, "unexpected page at {url}: {body}");
+            form = Some(if body.contains("name=\"login\"") {
+                format!("prompt=login&login={login}&password=any")
+            } else {
+                "prompt=consent".to_string()
+            });
+        }
+        panic!("the consent dance did not end");
     }
 
     /// An access token (an RS256 JWT) from the client-credentials grant.

@@ -1,0 +1,101 @@
+//! The browser-facing endpoints of the consent flow: `GET /identities/oauth2/authorize` (to the
+//! provider) and `GET /identities/oauth2/callback` (back from it, on to the app's return URL).
+//! Both answer 302, or 400 with the contract's JSON error when the session is unknown, expired
+//! or already used.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+use url::form_urlencoded;
+
+use super::ConsentError;
+use crate::body::{self, Body};
+use crate::error::json_response;
+use crate::providers::Provider;
+use crate::providers::oauth::OAuthClient;
+use crate::state::{AppState, Runtime};
+
+fn client_for(runtime: &Runtime) -> impl Fn(&str) -> Option<Arc<OAuthClient>> + '_ {
+    move |name: &str| match runtime.providers.get(name) {
+        Some(Provider::OAuth2(client)) => Some(client.clone()),
+        _ => None,
+    }
+}
+
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn redirect(location: &url::Url) -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(value) = HeaderValue::from_str(location.as_str()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn refused(error: &ConsentError) -> Response<Body> {
+    tracing::info!(%error, "consent step refused");
+    let (status, description) = match error {
+        ConsentError::Vault(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the token vault cannot be reached",
+        ),
+        ConsentError::Provider(_) => (StatusCode::BAD_GATEWAY, "the credential provider failed"),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "the consent session is unknown, expired or already used",
+        ),
+    };
+    json_response(
+        status,
+        &json!({ "error": "bad_request", "error_description": description }),
+    )
+}
+
+pub async fn authorize(state: &AppState, query: Option<&str>) -> Response<Body> {
+    let runtime = state.runtime();
+    let Some(request_uri) = query_value(query, "request_uri") else {
+        return refused(&ConsentError::UnknownSession);
+    };
+    match super::authorization_redirect(
+        state.vault(),
+        &runtime.config.server.public_url,
+        client_for(&runtime),
+        &request_uri,
+    )
+    .await
+    {
+        Ok(url) => redirect(&url),
+        Err(error) => refused(&error),
+    }
+}
+
+pub async fn callback(state: &AppState, query: Option<&str>) -> Response<Body> {
+    let runtime = state.runtime();
+    let Some(session_state) = query_value(query, "state") else {
+        return refused(&ConsentError::UnknownSession);
+    };
+    let code = query_value(query, "code");
+    let error = query_value(query, "error");
+    match super::callback(
+        state.vault(),
+        &runtime.config.server.public_url,
+        client_for(&runtime),
+        &session_state,
+        code.as_deref(),
+        error.as_deref(),
+    )
+    .await
+    {
+        Ok(url) => redirect(&url),
+        Err(error) => refused(&error),
+    }
+}

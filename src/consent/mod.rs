@@ -1,0 +1,391 @@
+//! 3-legged OAuth consent (USER_FEDERATION) with session binding. A session is created when a
+//! user has no usable token; its `authorizationUrl` points at keygate, which redirects to the
+//! provider with `state` and a PKCE S256 challenge. The provider's callback exchanges the code
+//! and holds the tokens sealed in the session; the browser goes to the app's return URL with
+//! `session_id`. Tokens reach the user's vault entry only when `CompleteResourceTokenAuth` names
+//! the same user who started the session; anyone else makes the session fail and the tokens
+//! are discarded. Sessions live 10 minutes, in the vault (so any replica can serve any step).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::inbound::UserId;
+use crate::providers::ProviderError;
+use crate::providers::oauth::OAuthClient;
+use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
+
+pub mod http;
+
+pub const SESSION_LIFETIME_SECS: i64 = 600;
+pub const SESSION_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("no such consent session, or it expired")]
+    UnknownSession,
+    #[error("the consent session was already used")]
+    AlreadyUsed,
+    #[error("the consent session is not authorized yet")]
+    NotReady,
+    #[error("the consent session failed: {0}")]
+    Failed(String),
+    #[error("the session was started by another user")]
+    UserMismatch,
+    #[error("the provider has no authorization endpoint")]
+    NoAuthorizationEndpoint,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Where a session stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Authorized {
+        access_token: String,
+        refresh_token: Option<String>,
+        expires_at: Option<i64>,
+        scopes: Vec<String>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// A consent session, sealed in the vault as a whole (pending tokens included).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub workload: String,
+    pub user: SessionUser,
+    pub provider: String,
+    pub scopes: Vec<String>,
+    pub return_url: String,
+    pub custom_state: Option<String>,
+    pub custom_parameters: Vec<(String, String)>,
+    pub verifier: String,
+    pub expires_at: i64,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub issuer: Option<String>,
+    pub id: String,
+}
+
+impl From<&UserId> for SessionUser {
+    fn from(user: &UserId) -> Self {
+        SessionUser {
+            issuer: user.issuer.clone(),
+            id: user.id.clone(),
+        }
+    }
+}
+
+/// What starting a session returns to the caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub session_uri: String,
+    pub authorization_url: String,
+    pub expires_in: i64,
+}
+
+/// Everything a session needs to start.
+pub struct Request<'a> {
+    pub workload: &'a str,
+    pub user: &'a UserId,
+    pub provider: &'a str,
+    pub scopes: &'a [String],
+    pub return_url: &'a str,
+    pub custom_state: Option<String>,
+    pub custom_parameters: Vec<(String, String)>,
+}
+
+fn random_token() -> Result<String, VaultError> {
+    let bytes: [u8; 32] = {
+        use aws_lc_rs::rand::SecureRandom;
+        let mut b = [0u8; 32];
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(&mut b)
+            .map_err(|_| VaultError::Seal(crate::vault::SealError::Random))?;
+        b
+    };
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn session_owner(id: &str) -> Owner {
+    Owner {
+        kind: "consent_session",
+        workload: String::new(),
+        user_issuer: String::new(),
+        user_id: String::new(),
+        provider: String::new(),
+        qualifier: id.to_string(),
+    }
+}
+
+/// The vault owner of a user's tokens for a provider.
+pub fn user_owner(workload: &str, user: &UserId, provider: &str) -> Owner {
+    Owner {
+        kind: "oauth_user",
+        workload: workload.to_string(),
+        user_issuer: user.issuer.clone().unwrap_or_default(),
+        user_id: user.id.clone(),
+        provider: provider.to_string(),
+        qualifier: String::new(),
+    }
+}
+
+/// The session id inside a `sessionUri`.
+pub fn session_id(session_uri: &str) -> Option<&str> {
+    session_uri.strip_prefix(SESSION_URI_PREFIX).filter(|id| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    })
+}
+
+/// The callback URL providers redirect to.
+pub fn callback_url(public_url: &Url) -> String {
+    format!(
+        "{}/identities/oauth2/callback",
+        public_url.as_str().trim_end_matches('/')
+    )
+}
+
+async fn load(vault: &Vault, id: &str) -> Result<Session, ConsentError> {
+    let credential = vault
+        .get(&session_owner(id))
+        .await?
+        .ok_or(ConsentError::UnknownSession)?;
+    let session: Session = match &*credential {
+        Credential::Secret(json) => {
+            serde_json::from_str(json.expose_secret()).map_err(|_| ConsentError::UnknownSession)?
+        }
+        Credential::OAuth(_) => return Err(ConsentError::UnknownSession),
+    };
+    if session.expires_at <= store::now() {
+        return Err(ConsentError::UnknownSession);
+    }
+    Ok(session)
+}
+
+async fn save(vault: &Vault, id: &str, session: &Session) -> Result<(), ConsentError> {
+    let json = serde_json::to_string(session).map_err(|_| ConsentError::UnknownSession)?;
+    vault
+        .put_until(
+            &session_owner(id),
+            &Credential::Secret(SecretString::from(json)),
+            Some(session.expires_at),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Creates a session; the caller answers with `authorization_url` and `session_uri`.
+pub async fn start(
+    vault: &Vault,
+    public_url: &Url,
+    request: Request<'_>,
+) -> Result<Started, ConsentError> {
+    let id = random_token()?;
+    let session = Session {
+        workload: request.workload.to_string(),
+        user: request.user.into(),
+        provider: request.provider.to_string(),
+        scopes: request.scopes.to_vec(),
+        return_url: request.return_url.to_string(),
+        custom_state: request.custom_state,
+        custom_parameters: request.custom_parameters,
+        verifier: random_token()?,
+        expires_at: store::now() + SESSION_LIFETIME_SECS,
+        status: Status::Pending,
+    };
+    save(vault, &id, &session).await?;
+    let session_uri = format!("{SESSION_URI_PREFIX}{id}");
+    let mut authorization_url = Url::parse(&format!(
+        "{}/identities/oauth2/authorize",
+        public_url.as_str().trim_end_matches('/')
+    ))
+    .map_err(|_| ConsentError::UnknownSession)?;
+    authorization_url
+        .query_pairs_mut()
+        .append_pair("request_uri", &session_uri);
+    Ok(Started {
+        session_uri,
+        authorization_url: authorization_url.to_string(),
+        expires_in: SESSION_LIFETIME_SECS,
+    })
+}
+
+/// Where `/identities/oauth2/authorize` sends the browser: the provider, with `state` and PKCE.
+pub async fn authorization_redirect(
+    vault: &Vault,
+    public_url: &Url,
+    client_for: impl Fn(&str) -> Option<std::sync::Arc<OAuthClient>>,
+    session_uri: &str,
+) -> Result<Url, ConsentError> {
+    let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
+    let session = load(vault, id).await?;
+    if !matches!(session.status, Status::Pending) {
+        return Err(ConsentError::AlreadyUsed);
+    }
+    let client = client_for(&session.provider).ok_or(ConsentError::NoAuthorizationEndpoint)?;
+    let endpoints = client.endpoints().await?;
+    let mut url = endpoints
+        .authorization
+        .clone()
+        .ok_or(ConsentError::NoAuthorizationEndpoint)?;
+    let challenge =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, session.verifier.as_bytes());
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client.client_id())
+            .append_pair("redirect_uri", &callback_url(public_url))
+            .append_pair("state", id)
+            .append_pair(
+                "code_challenge",
+                &URL_SAFE_NO_PAD.encode(challenge.as_ref()),
+            )
+            .append_pair("code_challenge_method", "S256");
+        if !session.scopes.is_empty() {
+            query.append_pair("scope", &session.scopes.join(" "));
+        }
+        // Providers issue refresh tokens for offline_access only after an explicit consent.
+        if session.scopes.iter().any(|s| s == "offline_access") {
+            query.append_pair("prompt", "consent");
+        }
+        for (name, value) in &session.custom_parameters {
+            query.append_pair(name, value);
+        }
+    }
+    Ok(url)
+}
+
+/// The provider's redirect back: exchanges the code (or records the provider's error) and
+/// returns where to send the browser (the session's return URL with `session_id`).
+pub async fn callback(
+    vault: &Vault,
+    public_url: &Url,
+    client_for: impl Fn(&str) -> Option<std::sync::Arc<OAuthClient>>,
+    state: &str,
+    code: Option<&str>,
+    error: Option<&str>,
+) -> Result<Url, ConsentError> {
+    let mut session = load(vault, state).await?;
+    if !matches!(session.status, Status::Pending) {
+        return Err(ConsentError::AlreadyUsed);
+    }
+    let mut return_url =
+        Url::parse(&session.return_url).map_err(|_| ConsentError::UnknownSession)?;
+    let session_uri = format!("{SESSION_URI_PREFIX}{state}");
+    let outcome = match (code, error) {
+        (_, Some(error)) => Err(sanitize(error)),
+        (Some(code), None) => match client_for(&session.provider) {
+            Some(client) => client
+                .exchange_code(code, &callback_url(public_url), &session.verifier)
+                .await
+                .map_err(|e| match e {
+                    ProviderError::Refused { error, .. } => error,
+                    _ => "provider_error".to_string(),
+                }),
+            None => Err("unknown_provider".to_string()),
+        },
+        (None, None) => Err("invalid_request".to_string()),
+    };
+    {
+        let mut query = return_url.query_pairs_mut();
+        query.append_pair("session_id", &session_uri);
+        if let Some(custom) = &session.custom_state {
+            query.append_pair("state", custom);
+        }
+        if let Err(reason) = &outcome {
+            query.append_pair("error", reason);
+        }
+    }
+    session.status = match outcome {
+        Ok(tokens) => Status::Authorized {
+            access_token: tokens.access_token.expose_secret().to_string(),
+            refresh_token: tokens.refresh_token.map(|r| r.expose_secret().to_string()),
+            expires_at: tokens
+                .expires_in
+                .map(|s| store::now() + i64::try_from(s).unwrap_or(3600)),
+            scopes: tokens.scope.map_or_else(
+                || session.scopes.clone(),
+                |s| s.split_whitespace().map(str::to_string).collect(),
+            ),
+        },
+        Err(reason) => Status::Failed { reason },
+    };
+    save(vault, state, &session).await?;
+    Ok(return_url)
+}
+
+/// CompleteResourceTokenAuth: moves the session's tokens into `user`'s vault entry if `user`
+/// started the session. Any other user fails the session and discards its tokens.
+pub async fn complete(
+    vault: &Vault,
+    session_uri: &str,
+    user: &UserId,
+) -> Result<Session, ConsentError> {
+    let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
+    let session = load(vault, id).await?;
+    match &session.status {
+        Status::Pending => return Err(ConsentError::NotReady),
+        Status::Failed { reason } => return Err(ConsentError::Failed(reason.clone())),
+        Status::Authorized { .. } => {}
+    }
+    // One-time: whoever takes it first decides; a replay finds nothing.
+    vault
+        .take(&session_owner(id))
+        .await?
+        .ok_or(ConsentError::AlreadyUsed)?;
+    if session.user != SessionUser::from(user) {
+        return Err(ConsentError::UserMismatch);
+    }
+    if let Status::Authorized {
+        access_token,
+        refresh_token,
+        expires_at,
+        scopes,
+    } = &session.status
+    {
+        let tokens = Credential::OAuth(OAuthTokens {
+            access_token: SecretString::from(access_token.clone()),
+            refresh_token: refresh_token.clone().map(SecretString::from),
+            expires_at: *expires_at,
+            scopes: scopes.clone(),
+        });
+        vault
+            .put(
+                &user_owner(&session.workload, user, &session.provider),
+                &tokens,
+            )
+            .await?;
+    }
+    Ok(session)
+}
+
+/// Status of a session for polling (`GetResourceOauth2Token` with `sessionUri`).
+pub async fn status(vault: &Vault, session_uri: &str) -> Result<Status, ConsentError> {
+    let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
+    Ok(load(vault, id).await?.status)
+}
+
+fn sanitize(code: &str) -> String {
+    if code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        code.to_string()
+    } else {
+        "provider_error".to_string()
+    }
+}

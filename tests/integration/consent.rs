@@ -1,0 +1,240 @@
+//! 3-legged OAuth against the real oidc-provider, consent driven headlessly through its login
+//! and consent pages: 401 with an authorization URL, consent, session binding, the user's own
+//! token at the upstream, reuse without new consent, and the binding attack refused.
+
+use http::StatusCode;
+use keygate::consent::{self, ConsentError};
+use keygate::inbound::UserId;
+
+use crate::common::*;
+use crate::oidc::OidcProvider;
+
+const RETURN_URL: &str = "http://127.0.0.1:1/app/callback";
+
+struct Setup {
+    gw: TestGateway,
+    provider: OidcProvider,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let callback = format!("http://127.0.0.1:{port}/identities/oauth2/callback");
+    let provider = OidcProvider::start_with_redirects(dir.path(), &[&callback]).await;
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:0"
+[audit]
+path = "-"
+
+[[workloads]]
+name = "agent-one"
+allowed_return_urls = ["{RETURN_URL}"]
+
+[[providers]]
+name = "docs"
+kind = "oauth2"
+vendor = "custom"
+client_id = "web-app"
+client_secret = "web-secret"
+discovery_url = "{discovery}"
+
+[[routes]]
+name = "docs"
+path_prefix = "/docs/"
+upstream = "{up}/"
+workload = "agent-one"
+[routes.credential]
+provider = "docs"
+flow = "user_federation"
+scopes = ["tools", "offline_access"]
+return_url = "{RETURN_URL}"
+"#,
+        discovery = provider.discovery_url(),
+        up = upstream.url()
+    );
+    let gw = TestGateway::start(&toml).await;
+    Setup {
+        gw,
+        provider,
+        _dir: dir,
+    }
+}
+
+fn user(id: &str) -> UserId {
+    UserId {
+        issuer: None,
+        id: id.to_string(),
+    }
+}
+
+/// Calls the 3LO route as `user`; returns status and body.
+async fn call(setup: &Setup, user_id: &str) -> (StatusCode, http::HeaderMap, String) {
+    let token = setup
+        .gw
+        .state
+        .workload_tokens()
+        .issue("agent-one", Some(&user(user_id)))
+        .unwrap();
+    get_auth(&setup.gw.url("/docs/pages"), &token).await
+}
+
+/// Runs the browser part: keygate's authorization URL → provider login as `login` → callback.
+/// Returns keygate's final redirect (to the app's return URL).
+async fn consent_as(setup: &Setup, authorization_url: &str, login: &str) -> String {
+    let (status, headers, body) = get(authorization_url).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+    let to_provider = headers["location"].to_str().unwrap().to_string();
+    assert!(
+        to_provider.starts_with(&setup.provider.issuer),
+        "{to_provider}"
+    );
+    assert!(
+        to_provider.contains("code_challenge_method=S256") && to_provider.contains("state="),
+        "{to_provider}"
+    );
+    let callback = setup.provider.drive_consent(&to_provider, login).await;
+    assert!(
+        callback.contains("/identities/oauth2/callback?"),
+        "{callback}"
+    );
+    let (status, headers, body) = get(&callback).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+    headers["location"].to_str().unwrap().to_string()
+}
+
+fn challenge(body: &str) -> (String, String) {
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["error"], "consent_required");
+    assert_eq!(json["provider"], "docs");
+    assert_eq!(json["expiresIn"], 600);
+    (
+        json["authorizationUrl"].as_str().unwrap().to_string(),
+        json["sessionUri"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn consent_then_the_users_own_token_reaches_the_upstream() {
+    let setup = setup().await;
+    let (status, headers, body) = call(&setup, "alice").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (authorization_url, session_uri) = challenge(&body);
+    let www = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        www.contains(r#"error="consent_required""#) && www.contains(&authorization_url),
+        "{www}"
+    );
+    assert!(session_uri.starts_with(consent::SESSION_URI_PREFIX));
+
+    let back = consent_as(&setup, &authorization_url, "alice").await;
+    assert!(back.starts_with(RETURN_URL), "{back}");
+    assert!(
+        back.contains("session_id=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3A"),
+        "{back}"
+    );
+    consent::complete(setup.gw.state.vault(), &session_uri, &user("alice"))
+        .await
+        .unwrap();
+
+    let (status, _, body) = call(&setup, "alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bearer = seen(&body).header("authorization").unwrap().to_string();
+    let jwt = bearer.strip_prefix("Bearer ").unwrap();
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        let payload = jwt.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        claims["sub"], "alice",
+        "the upstream got someone else's token"
+    );
+
+    // The next call uses the vault: same token, no new consent.
+    let (status, _, body) = call(&setup, "alice").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen(&body).header("authorization"), Some(bearer.as_str()));
+
+    // Bob has not consented: he gets his own challenge, never alice's token.
+    let (status, _, _) = call(&setup, "bob").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_leaked_authorization_url_completed_by_someone_else_is_refused() {
+    let setup = setup().await;
+    let (_, _, body) = call(&setup, "carol").await;
+    let (authorization_url, session_uri) = challenge(&body);
+    // Mallory opens carol's URL and consents with her own account.
+    consent_as(&setup, &authorization_url, "mallory").await;
+    let vault = setup.gw.state.vault();
+    let refused = consent::complete(vault, &session_uri, &user("mallory")).await;
+    assert!(
+        matches!(refused, Err(ConsentError::UserMismatch)),
+        "{refused:?}"
+    );
+    // The tokens are gone: nothing for carol, nothing for mallory, and the session is spent.
+    for who in ["carol", "mallory"] {
+        let owner = consent::user_owner("agent-one", &user(who), "docs");
+        assert!(
+            vault.get(&owner).await.unwrap().is_none(),
+            "{who} got tokens"
+        );
+    }
+    assert!(
+        consent::complete(vault, &session_uri, &user("carol"))
+            .await
+            .is_err()
+    );
+    assert_eq!(call(&setup, "carol").await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
+    let setup = setup().await;
+    let (_, _, body) = call(&setup, "dave").await;
+    let (authorization_url, _) = challenge(&body);
+    let (_, headers, _) = get(&authorization_url).await;
+    let to_provider = headers["location"].to_str().unwrap().to_string();
+    let callback = setup.provider.drive_consent(&to_provider, "dave").await;
+    assert_eq!(get(&callback).await.0, StatusCode::FOUND);
+    // The same callback again: the session is no longer pending.
+    let (status, _, body) = get(&callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A state nobody issued.
+    let (status, _, _) = get(&setup
+        .gw
+        .url("/identities/oauth2/callback?code=x&state=forged"))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The provider says access_denied: the session fails and the app is told.
+    let (_, _, body) = call(&setup, "erin").await;
+    let (_, erin_session) = challenge(&body);
+    let id = consent::session_id(&erin_session).unwrap();
+    let (status, headers, _) = get(&setup.gw.url(&format!(
+        "/identities/oauth2/callback?error=access_denied&state={id}"
+    )))
+    .await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=access_denied")
+    );
+    let failed = consent::complete(setup.gw.state.vault(), &erin_session, &user("erin")).await;
+    assert!(matches!(failed, Err(ConsentError::Failed(_))), "{failed:?}");
+}
