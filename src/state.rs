@@ -56,6 +56,8 @@ pub struct Runtime {
     pub providers: HashMap<String, Provider>,
     /// Machine-to-machine tokens (also kept in the vault, so a reload refetches nothing).
     pub m2m: M2mTokens,
+    /// Refreshes of users' tokens in progress, merged per vault entry.
+    pub refreshes: moka::future::Cache<crate::vault::Owner, Arc<secrecy::SecretString>>,
 }
 
 /// Cheap to clone; one per gateway.
@@ -228,6 +230,10 @@ fn build_runtime(
         authorizers,
         providers,
         m2m: M2mTokens::new(metrics.token_requests_total.clone()),
+        refreshes: moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(std::time::Duration::from_secs(5))
+            .build(),
     })
 }
 

@@ -18,6 +18,7 @@ use crate::providers::oauth::OAuthClient;
 use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
 
 pub mod http;
+pub mod refresh;
 
 pub const SESSION_LIFETIME_SECS: i64 = 600;
 pub const SESSION_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
 use crate::config::{CredentialConfig, Flow, Injection};
-use crate::consent;
+use crate::consent::{self, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
 use crate::inbound::AuthError;
 use crate::vault::{Credential, store};
@@ -81,11 +81,36 @@ async fn user_token(
         if let Some(stored) = state.vault().get(&owner).await?
             && let Credential::OAuth(tokens) = &*stored
             && tokens.covers(&credential.scopes)
-            && tokens
+        {
+            if tokens
                 .expires_at
                 .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
-        {
-            return Ok(Some(tokens.access_token.clone()));
+            {
+                return Ok(Some(tokens.access_token.clone()));
+            }
+            if tokens.refresh_token.is_some()
+                && let Some(Provider::OAuth2(client)) = runtime.providers.get(provider)
+            {
+                // Concurrent requests for the same entry share one refresh.
+                let refreshed = runtime
+                    .refreshes
+                    .try_get_with(owner.clone(), refresh::refresh(state, client, &owner))
+                    .await;
+                // The cache only merges concurrent refreshes; the vault keeps the result.
+                runtime.refreshes.invalidate(&owner).await;
+                match refreshed {
+                    Ok(token) => return Ok(Some((*token).clone())),
+                    Err(e) => match &*e {
+                        refresh::RefreshError::ConsentNeeded => {}
+                        refresh::RefreshError::Provider(p) => {
+                            return Err(ProxyError::CredentialProvider(p.to_string()));
+                        }
+                        refresh::RefreshError::Vault(v) => {
+                            return Err(ProxyError::VaultUnavailable(v.to_string()));
+                        }
+                    },
+                }
+            }
         }
     }
     let return_url = credential

@@ -181,6 +181,12 @@ impl Vault {
         }
     }
 
+    /// The credential as the store has it now, bypassing (and refreshing) the cache.
+    pub async fn get_fresh(&self, owner: &Owner) -> Result<Option<Arc<Credential>>, VaultError> {
+        self.cache.invalidate(owner).await;
+        self.get(owner).await
+    }
+
     async fn load(&self, owner: &Owner) -> Result<Arc<Credential>, Miss> {
         let entry = self
             .store

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -449,4 +450,64 @@ pub async fn wait_until_ok(url: &str) {
 /// The path of the built `keygate` binary.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_keygate")
+}
+
+/// Forwards everything to `target`, counting `POST /token`.
+pub struct CountingShim {
+    pub addr: std::net::SocketAddr,
+    token_requests: Arc<AtomicUsize>,
+}
+
+impl CountingShim {
+    pub async fn start(target: String) -> CountingShim {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token_requests = Arc::new(AtomicUsize::new(0));
+        let counter = token_requests.clone();
+        tokio::spawn(async move {
+            let client = http_client();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (client, counter, target) = (client.clone(), counter.clone(), target.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (client, counter, target) =
+                            (client.clone(), counter.clone(), target.clone());
+                        async move {
+                            if req.uri().path() == "/token" {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                            }
+                            let (mut parts, body) = req.into_parts();
+                            let bytes = body.collect().await.unwrap().to_bytes();
+                            parts.uri = format!("{target}{}", parts.uri.path()).parse().unwrap();
+                            parts.headers.remove("host");
+                            let answer = client
+                                .request(Request::from_parts(parts, full(bytes)))
+                                .await
+                                .unwrap();
+                            let (parts, body) = answer.into_parts();
+                            let bytes: Bytes = body.collect().await.unwrap().to_bytes();
+                            Ok::<_, std::convert::Infallible>(Response::from_parts(
+                                parts,
+                                full(bytes),
+                            ))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        CountingShim {
+            addr,
+            token_requests,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.token_requests.load(Ordering::SeqCst)
+    }
 }

@@ -18,6 +18,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(600, false).await.0
+}
+
+/// A gateway and provider; with `shim`, the token endpoint is reached through a counting shim.
+async fn setup_with(access_ttl: u64, shim: bool) -> (Setup, Option<CountingShim>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,8 +30,19 @@ async fn setup() -> Setup {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let callback = format!("http://127.0.0.1:{port}/identities/oauth2/callback");
-    let provider = OidcProvider::start_with_redirects(dir.path(), &[&callback]).await;
+    let provider = OidcProvider::start_with(dir.path(), &[&callback], access_ttl).await;
     let upstream = Upstream::start().await;
+    let shim = match shim {
+        true => Some(CountingShim::start(provider.issuer.clone()).await),
+        false => None,
+    };
+    let endpoints = match &shim {
+        Some(shim) => format!(
+            "issuer = \"{0}\"\nauthorization_endpoint = \"{0}/auth\"\ntoken_endpoint = \"http://{1}/token\"",
+            provider.issuer, shim.addr
+        ),
+        None => format!("discovery_url = \"{}\"", provider.discovery_url()),
+    };
     let toml = format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
@@ -44,7 +60,7 @@ kind = "oauth2"
 vendor = "custom"
 client_id = "web-app"
 client_secret = "web-secret"
-discovery_url = "{discovery}"
+{endpoints}
 
 [[routes]]
 name = "docs"
@@ -57,15 +73,17 @@ flow = "user_federation"
 scopes = ["tools", "offline_access"]
 return_url = "{RETURN_URL}"
 "#,
-        discovery = provider.discovery_url(),
         up = upstream.url()
     );
     let gw = TestGateway::start(&toml).await;
-    Setup {
-        gw,
-        provider,
-        _dir: dir,
-    }
+    (
+        Setup {
+            gw,
+            provider,
+            _dir: dir,
+        },
+        shim,
+    )
 }
 
 fn user(id: &str) -> UserId {
@@ -237,4 +255,73 @@ async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
     );
     let failed = consent::complete(setup.gw.state.vault(), &erin_session, &user("erin")).await;
     assert!(matches!(failed, Err(ConsentError::Failed(_))), "{failed:?}");
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_once_for_a_burst_and_a_revoked_refresh_asks_for_consent() {
+    // Access tokens live 61 s and keygate replaces them 60 s before expiry: usable for a second.
+    let (mut setup, shim) = setup_with(61, true).await;
+    let shim = shim.unwrap();
+    let (_, _, body) = call(&setup, "alice").await;
+    let (authorization_url, session_uri) = challenge(&body);
+    consent_as(&setup, &authorization_url, "alice").await;
+    consent::complete(setup.gw.state.vault(), &session_uri, &user("alice"))
+        .await
+        .unwrap();
+    let owner = consent::user_owner("agent-one", &user("alice"), "docs");
+    let first_refresh = match &*setup.gw.state.vault().get(&owner).await.unwrap().unwrap() {
+        keygate::vault::Credential::OAuth(t) => t
+            .refresh_token
+            .clone()
+            .expect("no refresh token was issued"),
+        _ => panic!("not an OAuth entry"),
+    };
+    let exchanges = shim.count();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let token = setup
+            .gw
+            .state
+            .workload_tokens()
+            .issue("agent-one", Some(&user("alice")))
+            .unwrap();
+        let url = setup.gw.url("/docs/pages");
+        tasks.push(tokio::spawn(async move { get_auth(&url, &token).await }));
+    }
+    let mut injected = std::collections::HashSet::new();
+    for task in tasks {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        injected.insert(seen(&body).header("authorization").unwrap().to_string());
+    }
+    assert_eq!(
+        shim.count() - exchanges,
+        1,
+        "50 requests across expiry made {} refreshes",
+        shim.count() - exchanges
+    );
+    assert_eq!(injected.len(), 1, "requests got different tokens");
+    use secrecy::ExposeSecret;
+    let stored_refresh = match &*setup.gw.state.vault().get(&owner).await.unwrap().unwrap() {
+        keygate::vault::Credential::OAuth(t) => t.refresh_token.clone().unwrap(),
+        _ => panic!("not an OAuth entry"),
+    };
+    assert_ne!(
+        stored_refresh.expose_secret(),
+        first_refresh.expose_secret(),
+        "the rotated refresh token was not stored"
+    );
+
+    // The provider forgets its grants (its store is in memory): the next refresh is refused.
+    setup.provider.restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, _, body) = call(&setup, "alice").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    challenge(&body);
+    assert!(
+        setup.gw.state.vault().get(&owner).await.unwrap().is_none(),
+        "a refused refresh token was kept"
+    );
 }

@@ -2,77 +2,12 @@
 //! tokens from the real oidc-provider (client credentials), fetched once for 200 concurrent
 //! requests on a cold cache, counted by a shim in front of the token endpoint.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{Request, StatusCode};
 
 use crate::common::*;
 use crate::oidc::OidcProvider;
-
-/// Forwards everything to `target`, counting `POST /token`.
-struct CountingShim {
-    addr: std::net::SocketAddr,
-    token_requests: Arc<AtomicUsize>,
-}
-
-impl CountingShim {
-    async fn start(target: String) -> CountingShim {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token_requests = Arc::new(AtomicUsize::new(0));
-        let counter = token_requests.clone();
-        tokio::spawn(async move {
-            let client = http_client();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (client, counter, target) = (client.clone(), counter.clone(), target.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (client, counter, target) =
-                            (client.clone(), counter.clone(), target.clone());
-                        async move {
-                            if req.uri().path() == "/token" {
-                                counter.fetch_add(1, Ordering::SeqCst);
-                            }
-                            let (mut parts, body) = req.into_parts();
-                            let bytes = body.collect().await.unwrap().to_bytes();
-                            parts.uri = format!("{target}{}", parts.uri.path()).parse().unwrap();
-                            parts.headers.remove("host");
-                            let answer = client
-                                .request(Request::from_parts(parts, full(bytes)))
-                                .await
-                                .unwrap();
-                            let (parts, body) = answer.into_parts();
-                            let bytes: Bytes = body.collect().await.unwrap().to_bytes();
-                            Ok::<_, std::convert::Infallible>(Response::from_parts(
-                                parts,
-                                full(bytes),
-                            ))
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        CountingShim {
-            addr,
-            token_requests,
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.token_requests.load(Ordering::SeqCst)
-    }
-}
 
 fn config(upstream: &Upstream, token_endpoint: &str) -> String {
     format!(

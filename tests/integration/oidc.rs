@@ -15,6 +15,7 @@ pub struct OidcProvider {
     pub issuer: String,
     keys_file: PathBuf,
     redirect_uris: String,
+    access_ttl: u64,
     child: Option<tokio::process::Child>,
 }
 
@@ -30,6 +31,11 @@ impl OidcProvider {
 
     /// A provider whose web client (`web-app` / `web-secret`) accepts these redirect URIs.
     pub async fn start_with_redirects(dir: &Path, redirect_uris: &[&str]) -> OidcProvider {
+        Self::start_with(dir, redirect_uris, 600).await
+    }
+
+    /// As [`OidcProvider::start_with_redirects`], with access tokens living `access_ttl` seconds.
+    pub async fn start_with(dir: &Path, redirect_uris: &[&str], access_ttl: u64) -> OidcProvider {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -40,6 +46,7 @@ impl OidcProvider {
             issuer: format!("http://127.0.0.1:{port}"),
             keys_file: dir.join("oidc-keys.json"),
             redirect_uris: redirect_uris.join(","),
+            access_ttl,
             child: None,
         };
         provider.spawn(false).await;
@@ -56,6 +63,7 @@ impl OidcProvider {
             .env("OIDC_PORT", self.port.to_string())
             .env("OIDC_KEYS", &self.keys_file)
             .env("OIDC_ROTATE", if rotate { "1" } else { "0" })
+            .env("OIDC_ACCESS_TTL", self.access_ttl.to_string())
             .env(
                 "OIDC_REDIRECT_URIS",
                 if self.redirect_uris.is_empty() {
@@ -97,6 +105,12 @@ impl OidcProvider {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }
+    }
+
+    /// Restarts on the same port (its in-memory store forgets every code and refresh token).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn(false).await;
     }
 
     /// Restarts on the same port with a new signing key first and the old ones after it.

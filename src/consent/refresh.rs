@@ -1,0 +1,101 @@
+//! Refreshing a user's vaulted token: the rotated refresh token is stored before the new access
+//! token is used; `invalid_grant` re-reads the vault first (another request or replica may have
+//! rotated it meanwhile) and only when the stored refresh token is the one that was refused is
+//! the entry deleted, which turns the request into a consent challenge. Callers merge concurrent
+//! refreshes of one entry (the runtime's `refreshes` cache), so the provider sees one.
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::audit::{AuditEvent, Outcome};
+use crate::providers::ProviderError;
+use crate::providers::oauth::OAuthClient;
+use crate::state::AppState;
+use crate::vault::{Credential, OAuthTokens, Owner, VaultError, store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token was refused; the user must consent again")]
+    ConsentNeeded,
+    #[error(transparent)]
+    Provider(ProviderError),
+    #[error(transparent)]
+    Vault(VaultError),
+}
+
+pub async fn refresh(
+    state: &AppState,
+    client: &OAuthClient,
+    owner: &Owner,
+) -> Result<Arc<SecretString>, RefreshError> {
+    let vault = state.vault();
+    let current = vault.get_fresh(owner).await.map_err(RefreshError::Vault)?;
+    let Some(Credential::OAuth(tokens)) = current.as_deref() else {
+        return Err(RefreshError::ConsentNeeded);
+    };
+    // Someone refreshed it while we waited.
+    if tokens.expires_at.is_none_or(|at| at > store::now() + 60) {
+        return Ok(Arc::new(tokens.access_token.clone()));
+    }
+    let Some(refresh_token) = tokens.refresh_token.clone() else {
+        return Err(RefreshError::ConsentNeeded);
+    };
+    let result = client.refresh(refresh_token.expose_secret()).await;
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.result(),
+    };
+    state
+        .metrics()
+        .token_requests_total
+        .with_label_values(&[client.provider.as_str(), "refresh_token", label])
+        .inc();
+    let audit = |outcome, reason: Option<&str>| {
+        let event = AuditEvent::new("TokenRefresh", "", outcome)
+            .workload(Some(&owner.workload))
+            .provider(Some(&owner.provider))
+            .reason(reason);
+        let _ = state.audit().record(event);
+    };
+    match result {
+        Ok(response) => {
+            let renewed = OAuthTokens {
+                access_token: response.access_token.clone(),
+                // A provider that rotates sends a new one; one that does not keeps the old valid.
+                refresh_token: response.refresh_token.or(Some(refresh_token)),
+                expires_at: response
+                    .expires_in
+                    .map(|s| store::now() + i64::try_from(s).unwrap_or(3600)),
+                scopes: response.scope.map_or_else(
+                    || tokens.scopes.clone(),
+                    |s| s.split_whitespace().map(str::to_string).collect(),
+                ),
+            };
+            // Stored before use: a rotated refresh token is never lost.
+            vault
+                .put(owner, &Credential::OAuth(renewed))
+                .await
+                .map_err(RefreshError::Vault)?;
+            audit(Outcome::Success, None);
+            Ok(Arc::new(response.access_token))
+        }
+        Err(ProviderError::Refused { error, .. }) if error == "invalid_grant" => {
+            // Re-read: if the stored refresh token changed, another refresh won; use its result.
+            let now_stored = vault.get_fresh(owner).await.map_err(RefreshError::Vault)?;
+            if let Some(Credential::OAuth(latest)) = now_stored.as_deref()
+                && latest.refresh_token.as_ref().map(|r| r.expose_secret())
+                    != Some(refresh_token.expose_secret())
+            {
+                return Ok(Arc::new(latest.access_token.clone()));
+            }
+            vault.delete(owner).await.map_err(RefreshError::Vault)?;
+            audit(Outcome::Denied, Some("invalid_grant"));
+            Err(RefreshError::ConsentNeeded)
+        }
+        Err(e) => {
+            audit(Outcome::Error, Some(e.result()));
+            Err(RefreshError::Provider(e))
+        }
+    }
+}
