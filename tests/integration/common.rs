@@ -390,6 +390,18 @@ pub async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
     (status, text)
 }
 
+/// The (unverified) claims of a JWT, for asserting what an upstream received.
+pub fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("not a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// The JSON error body keygate answers with.
 pub fn error_code(body: &str) -> String {
     let value: serde_json::Value =

@@ -166,16 +166,7 @@ async fn consent_then_the_users_own_token_reaches_the_upstream() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let bearer = seen(&body).header("authorization").unwrap().to_string();
     let jwt = bearer.strip_prefix("Bearer ").unwrap();
-    let claims: serde_json::Value = {
-        use base64::Engine;
-        let payload = jwt.split('.').nth(1).unwrap();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let claims = jwt_claims(jwt);
     assert_eq!(
         claims["sub"], "alice",
         "the upstream got someone else's token"

@@ -157,16 +157,7 @@ async fn m2m_tokens_are_fetched_once_for_a_burst_and_shared() {
     let bearer = injected.into_iter().next().unwrap();
     let jwt = bearer.strip_prefix("Bearer ").unwrap();
     assert_ne!(jwt, token, "the inbound token was forwarded");
-    let claims: serde_json::Value = {
-        use base64::Engine;
-        let payload = jwt.split('.').nth(1).unwrap();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let claims = jwt_claims(jwt);
     assert_eq!(claims["client_id"], "agent-m2m");
     assert_eq!(claims["scope"], "tools");
 
