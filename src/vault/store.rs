@@ -168,6 +168,16 @@ impl Store {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| StoreError::Config(format!("{}: {e}", parent.display())))?;
             }
+            // Created private before SQLite opens it (its -wal and -shm files take the same mode).
+            if !std::path::Path::new(path).exists() {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| StoreError::Config(format!("{path}: {e}")))?;
+            }
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(e.to_string()))?
                 .create_if_missing(true)
