@@ -30,8 +30,6 @@ pub enum ProxyError {
     VaultUnavailable(String),
     #[error("credential provider failed: {0}")]
     CredentialProvider(String),
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
     #[error("the audit queue is full")]
     AuditUnavailable,
     #[error("the user has not consented to provider {}", .0.provider)]
@@ -57,7 +55,6 @@ impl ProxyError {
             ProxyError::Auth(_) => "invalid_token",
             ProxyError::VaultUnavailable(_) => "vault_unavailable",
             ProxyError::CredentialProvider(_) => "credential_provider_error",
-            ProxyError::NotImplemented(_) => "not_implemented",
             ProxyError::AuditUnavailable => "audit_unavailable",
             ProxyError::ConsentRequired(_) => "consent_required",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -76,7 +73,6 @@ impl ProxyError {
             ProxyError::Auth(_) => StatusCode::UNAUTHORIZED,
             ProxyError::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CredentialProvider(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConsentRequired(_) => StatusCode::UNAUTHORIZED,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -101,9 +97,6 @@ impl ProxyError {
                 "the token vault cannot be reached; try again shortly"
             }
             ProxyError::CredentialProvider(_) => "the credential provider could not issue a token",
-            ProxyError::NotImplemented(_) => {
-                "this credential flow is not available in this keygate version"
-            }
             ProxyError::AuditUnavailable => {
                 "keygate cannot audit this request now; try again shortly"
             }
