@@ -101,6 +101,17 @@ enum Message {
     Reopen,
 }
 
+/// Room for one event in the queue, reserved ahead.
+pub struct AuditSlot {
+    permit: mpsc::OwnedPermit<Message>,
+}
+
+impl AuditSlot {
+    pub fn record(self, event: AuditEvent) {
+        self.permit.send(Message::Event(Box::new(event)));
+    }
+}
+
 /// The handle requests record through. Cheap to clone.
 #[derive(Clone)]
 pub struct Audit {
@@ -161,6 +172,24 @@ impl Audit {
                 }
                 tracing::error!(
                     "audit queue full: refusing the request rather than serving it unaudited"
+                );
+                AuditFull
+            })
+    }
+
+    /// Reserves room for one event, to be recorded once the outcome is known (the identity
+    /// API reserves before acting, so an action is never left unaudited); `Err` when full.
+    pub fn reserve(&self) -> Result<AuditSlot, AuditFull> {
+        self.tx
+            .clone()
+            .try_reserve_owned()
+            .map(|permit| AuditSlot { permit })
+            .map_err(|_| {
+                if let Some(counter) = &self.refused {
+                    counter.inc();
+                }
+                tracing::error!(
+                    "audit queue full: refusing the call rather than serving it unaudited"
                 );
                 AuditFull
             })

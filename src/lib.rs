@@ -12,16 +12,21 @@
 //! - [`error`]: the proxy's own responses, produced in one place.
 //! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
 //! - [`tls`]: rustls configs and development certificates.
-//! - [`vault`]: envelope encryption of stored secrets (stores and cache follow).
+//! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
+//! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
+//! - [`directory`]: workload identities and credential providers, from config and API.
+//! - [`identity_api`]: the AgentCore-compatible identity API (SigV4, AWS error shapes).
 
 pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
 pub mod consent;
+pub mod directory;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;
+pub mod identity_api;
 pub mod inbound;
 pub mod metrics;
 pub mod providers;

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use crate::body::Body;
 use crate::consent;
 use crate::error::{ProxyError, json_response};
+use crate::identity_api;
 use crate::proxy::{self, ConnInfo};
 use crate::state::AppState;
 
@@ -27,8 +28,10 @@ pub async fn dispatch(
             _ => {}
         }
     }
+    if identity_api::is_api_path(path) {
+        return identity_api::handle(state, request, conn).await;
+    }
     if is_reserved(path) {
-        // The identity API lives here; until it exists, nothing does.
         return ProxyError::NoRoute.into_response();
     }
     proxy::handle(state, request, conn).await

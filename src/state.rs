@@ -74,6 +74,7 @@ struct Shared {
     workload_tokens: Arc<WorkloadTokens>,
     vault: Arc<Vault>,
     audit: Audit,
+    directory: crate::directory::Directory,
     /// One key source per discovery URL, kept across reloads so keys are not refetched.
     key_sources: Mutex<HashMap<String, Arc<KeySource>>>,
 }
@@ -91,6 +92,7 @@ impl AppState {
             Arc::new(WorkloadTokens::load(&vault, config.server.public_url.as_str()).await?);
         let key_sources = Mutex::new(HashMap::new());
         let runtime = build_runtime(config, &metrics, &default_client, &key_sources)?;
+        let directory = crate::directory::Directory::new(default_client.clone());
         Ok(AppState {
             shared: Arc::new(Shared {
                 runtime: ArcSwap::from_pointee(runtime),
@@ -100,6 +102,7 @@ impl AppState {
                 workload_tokens,
                 vault,
                 audit,
+                directory,
                 key_sources,
             }),
         })
@@ -120,6 +123,11 @@ impl AppState {
 
     pub fn audit(&self) -> &Audit {
         &self.shared.audit
+    }
+
+    /// Workload identities and credential providers, from the config and the API.
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.shared.directory
     }
 
     pub fn vault(&self) -> &Arc<Vault> {

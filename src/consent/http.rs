@@ -12,14 +12,21 @@ use url::form_urlencoded;
 use super::ConsentError;
 use crate::body::{self, Body};
 use crate::error::json_response;
-use crate::providers::Provider;
 use crate::providers::oauth::OAuthClient;
 use crate::state::{AppState, Runtime};
 
-fn client_for(runtime: &Runtime) -> impl Fn(&str) -> Option<Arc<OAuthClient>> + '_ {
-    move |name: &str| match runtime.providers.get(name) {
-        Some(Provider::OAuth2(client)) => Some(client.clone()),
-        _ => None,
+/// OAuth clients from the config or the API.
+struct DirectoryClients<'a> {
+    state: &'a AppState,
+    runtime: &'a Runtime,
+}
+
+impl super::Clients for DirectoryClients<'_> {
+    async fn client(&self, provider: &str) -> Option<Arc<OAuthClient>> {
+        self.state
+            .directory()
+            .oauth_client(self.runtime, self.state.vault(), provider)
+            .await
     }
 }
 
@@ -68,7 +75,10 @@ pub async fn authorize(state: &AppState, query: Option<&str>) -> Response<Body> 
     match super::authorization_redirect(
         state.vault(),
         &runtime.config.server.public_url,
-        client_for(&runtime),
+        &DirectoryClients {
+            state,
+            runtime: &runtime,
+        },
         &request_uri,
     )
     .await
@@ -88,7 +98,10 @@ pub async fn callback(state: &AppState, query: Option<&str>) -> Response<Body> {
     match super::callback(
         state.vault(),
         &runtime.config.server.public_url,
-        client_for(&runtime),
+        &DirectoryClients {
+            state,
+            runtime: &runtime,
+        },
         &session_state,
         code.as_deref(),
         error.as_deref(),

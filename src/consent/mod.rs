@@ -57,6 +57,8 @@ pub enum Status {
     Failed {
         reason: String,
     },
+    /// Bound to its user by `CompleteResourceTokenAuth`; the tokens are in the user's entry.
+    Completed,
 }
 
 /// A consent session, sealed in the vault as a whole (pending tokens included).
@@ -87,6 +89,14 @@ impl From<&UserId> for SessionUser {
             id: user.id.clone(),
         }
     }
+}
+
+/// Where the consent steps find a provider's OAuth client (config or API-created).
+pub trait Clients: Sync {
+    fn client(
+        &self,
+        provider: &str,
+    ) -> impl Future<Output = Option<std::sync::Arc<OAuthClient>>> + Send;
 }
 
 /// What starting a session returns to the caller.
@@ -167,16 +177,20 @@ async fn load(vault: &Vault, id: &str) -> Result<Session, ConsentError> {
         .get(&session_owner(id))
         .await?
         .ok_or(ConsentError::UnknownSession)?;
-    let session: Session = match &*credential {
-        Credential::Secret(json) => {
-            serde_json::from_str(json.expose_secret()).map_err(|_| ConsentError::UnknownSession)?
-        }
-        Credential::OAuth(_) => return Err(ConsentError::UnknownSession),
-    };
+    let session = decode(&credential)?;
     if session.expires_at <= store::now() {
         return Err(ConsentError::UnknownSession);
     }
     Ok(session)
+}
+
+fn decode(credential: &Credential) -> Result<Session, ConsentError> {
+    match credential {
+        Credential::Secret(json) => {
+            serde_json::from_str(json.expose_secret()).map_err(|_| ConsentError::UnknownSession)
+        }
+        Credential::OAuth(_) => Err(ConsentError::UnknownSession),
+    }
 }
 
 async fn save(vault: &Vault, id: &str, session: &Session) -> Result<(), ConsentError> {
@@ -212,26 +226,29 @@ pub async fn start(
     };
     save(vault, &id, &session).await?;
     let session_uri = format!("{SESSION_URI_PREFIX}{id}");
-    let mut authorization_url = Url::parse(&format!(
-        "{}/identities/oauth2/authorize",
-        public_url.as_str().trim_end_matches('/')
-    ))
-    .map_err(|_| ConsentError::UnknownSession)?;
-    authorization_url
-        .query_pairs_mut()
-        .append_pair("request_uri", &session_uri);
     Ok(Started {
+        authorization_url: authorization_url(public_url, &session_uri),
         session_uri,
-        authorization_url: authorization_url.to_string(),
         expires_in: SESSION_LIFETIME_SECS,
     })
+}
+
+/// The URL at keygate that starts the browser's part of a session.
+pub fn authorization_url(public_url: &Url, session_uri: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request_uri", session_uri)
+        .finish();
+    format!(
+        "{}/identities/oauth2/authorize?{query}",
+        public_url.as_str().trim_end_matches('/')
+    )
 }
 
 /// Where `/identities/oauth2/authorize` sends the browser: the provider, with `state` and PKCE.
 pub async fn authorization_redirect(
     vault: &Vault,
     public_url: &Url,
-    client_for: impl Fn(&str) -> Option<std::sync::Arc<OAuthClient>>,
+    clients: &impl Clients,
     session_uri: &str,
 ) -> Result<Url, ConsentError> {
     let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
@@ -239,7 +256,10 @@ pub async fn authorization_redirect(
     if !matches!(session.status, Status::Pending) {
         return Err(ConsentError::AlreadyUsed);
     }
-    let client = client_for(&session.provider).ok_or(ConsentError::NoAuthorizationEndpoint)?;
+    let client = clients
+        .client(&session.provider)
+        .await
+        .ok_or(ConsentError::NoAuthorizationEndpoint)?;
     let endpoints = client.endpoints().await?;
     let mut url = endpoints
         .authorization
@@ -278,7 +298,7 @@ pub async fn authorization_redirect(
 pub async fn callback(
     vault: &Vault,
     public_url: &Url,
-    client_for: impl Fn(&str) -> Option<std::sync::Arc<OAuthClient>>,
+    clients: &impl Clients,
     state: &str,
     code: Option<&str>,
     error: Option<&str>,
@@ -292,7 +312,7 @@ pub async fn callback(
     let session_uri = format!("{SESSION_URI_PREFIX}{state}");
     let outcome = match (code, error) {
         (_, Some(error)) => Err(sanitize(error)),
-        (Some(code), None) => match client_for(&session.provider) {
+        (Some(code), None) => match clients.client(&session.provider).await {
             Some(client) => client
                 .exchange_code(code, &callback_url(public_url), &session.verifier)
                 .await
@@ -333,48 +353,85 @@ pub async fn callback(
 }
 
 /// CompleteResourceTokenAuth: moves the session's tokens into `user`'s vault entry if `user`
-/// started the session. Any other user fails the session and discards its tokens.
+/// started the session, and marks it completed (pollers then find the tokens in the vault). Any
+/// other user fails the session and its tokens are discarded. One-time: the session is updated
+/// by compare-and-swap, so of concurrent completions one decides.
 pub async fn complete(
     vault: &Vault,
     session_uri: &str,
     user: &UserId,
 ) -> Result<Session, ConsentError> {
     let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
-    let session = load(vault, id).await?;
-    match &session.status {
+    let owner = session_owner(id);
+    let (version, credential) = vault
+        .get_versioned(&owner)
+        .await?
+        .ok_or(ConsentError::UnknownSession)?;
+    let mut session = decode(&credential)?;
+    let (access_token, refresh_token, expires_at, scopes) = match &session.status {
         Status::Pending => return Err(ConsentError::NotReady),
         Status::Failed { reason } => return Err(ConsentError::Failed(reason.clone())),
-        Status::Authorized { .. } => {}
-    }
-    // One-time: whoever takes it first decides; a replay finds nothing.
-    vault
-        .take(&session_owner(id))
-        .await?
-        .ok_or(ConsentError::AlreadyUsed)?;
+        Status::Completed => return Err(ConsentError::AlreadyUsed),
+        Status::Authorized {
+            access_token,
+            refresh_token,
+            expires_at,
+            scopes,
+        } => (
+            access_token.clone(),
+            refresh_token.clone(),
+            *expires_at,
+            scopes.clone(),
+        ),
+    };
     if session.user != SessionUser::from(user) {
+        session.status = Status::Failed {
+            reason: "user_mismatch".to_string(),
+        };
+        replace(vault, &owner, version, &session).await?;
         return Err(ConsentError::UserMismatch);
     }
-    if let Status::Authorized {
-        access_token,
-        refresh_token,
+    session.status = Status::Completed;
+    if !replace(vault, &owner, version, &session).await? {
+        return Err(ConsentError::AlreadyUsed);
+    }
+    let tokens = Credential::OAuth(OAuthTokens {
+        access_token: SecretString::from(access_token),
+        refresh_token: refresh_token.map(SecretString::from),
         expires_at,
         scopes,
-    } = &session.status
-    {
-        let tokens = Credential::OAuth(OAuthTokens {
-            access_token: SecretString::from(access_token.clone()),
-            refresh_token: refresh_token.clone().map(SecretString::from),
-            expires_at: *expires_at,
-            scopes: scopes.clone(),
-        });
-        vault
-            .put(
-                &user_owner(&session.workload, user, &session.provider),
-                &tokens,
-            )
-            .await?;
-    }
+    });
+    vault
+        .put(
+            &user_owner(&session.workload, user, &session.provider),
+            &tokens,
+        )
+        .await?;
     Ok(session)
+}
+
+/// Writes `session` over the record at `version`; false when someone else changed it first.
+async fn replace(
+    vault: &Vault,
+    owner: &Owner,
+    version: i64,
+    session: &Session,
+) -> Result<bool, ConsentError> {
+    let json = serde_json::to_string(session).map_err(|_| ConsentError::UnknownSession)?;
+    Ok(vault
+        .replace_version(
+            owner,
+            version,
+            &Credential::Secret(SecretString::from(json)),
+            Some(session.expires_at),
+        )
+        .await?)
+}
+
+/// The session behind a `sessionUri` (for the API to check who may poll or complete it).
+pub async fn peek(vault: &Vault, session_uri: &str) -> Result<Session, ConsentError> {
+    let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
+    load(vault, id).await
 }
 
 /// Status of a session for polling (`GetResourceOauth2Token` with `sessionUri`).

@@ -24,6 +24,50 @@ pub enum RefreshError {
     Vault(VaultError),
 }
 
+/// A vaulted user token this close to expiry is refreshed (or, without a refresh token, not used).
+pub const EXPIRY_MARGIN_SECS: i64 = 60;
+
+/// The user's vaulted access token for `owner` if it covers `scopes`: used as it is while it has
+/// more than a minute left, else refreshed (concurrent callers share one refresh through
+/// `refreshes`). `Ok(None)` means the user must consent (again).
+pub async fn usable_token(
+    state: &AppState,
+    refreshes: &moka::future::Cache<Owner, Arc<SecretString>>,
+    client: Option<&Arc<OAuthClient>>,
+    owner: &Owner,
+    scopes: &[String],
+) -> Result<Option<SecretString>, Arc<RefreshError>> {
+    let stored = state.vault().get(owner).await;
+    let Some(stored) = stored.map_err(|e| Arc::new(RefreshError::Vault(e)))? else {
+        return Ok(None);
+    };
+    let Credential::OAuth(tokens) = &*stored else {
+        return Ok(None);
+    };
+    if !tokens.covers(scopes) {
+        return Ok(None);
+    }
+    if tokens
+        .expires_at
+        .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
+    {
+        return Ok(Some(tokens.access_token.clone()));
+    }
+    let (Some(_), Some(client)) = (&tokens.refresh_token, client) else {
+        return Ok(None);
+    };
+    let refreshed = refreshes
+        .try_get_with(owner.clone(), refresh(state, client, owner))
+        .await;
+    // The cache only merges concurrent refreshes; the vault keeps the result.
+    refreshes.invalidate(owner).await;
+    match refreshed {
+        Ok(token) => Ok(Some((*token).clone())),
+        Err(e) if matches!(*e, RefreshError::ConsentNeeded) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn refresh(
     state: &AppState,
     client: &OAuthClient,
@@ -35,7 +79,10 @@ pub async fn refresh(
         return Err(RefreshError::ConsentNeeded);
     };
     // Someone refreshed it while we waited.
-    if tokens.expires_at.is_none_or(|at| at > store::now() + 60) {
+    if tokens
+        .expires_at
+        .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
+    {
         return Ok(Arc::new(tokens.access_token.clone()));
     }
     let Some(refresh_token) = tokens.refresh_token.clone() else {

@@ -49,6 +49,7 @@ impl ProviderError {
 }
 
 /// A provider ready for use.
+#[derive(Clone)]
 pub enum Provider {
     OAuth2(Arc<OAuthClient>),
     ApiKey(SecretString),

@@ -12,6 +12,51 @@ pub enum Preset {
     DomainDiscovery,
 }
 
+/// AgentCore's vendor names (`credentialProviderVendor`) and keygate's.
+pub const AGENTCORE_VENDORS: &[(&str, &str)] = &[
+    ("GoogleOauth2", "google"),
+    ("GithubOauth2", "github"),
+    ("SlackOauth2", "slack"),
+    ("SalesforceOauth2", "salesforce"),
+    ("MicrosoftOauth2", "microsoft"),
+    ("CustomOauth2", "custom"),
+    ("AtlassianOauth2", "atlassian"),
+    ("LinkedinOauth2", "linkedin"),
+    ("XOauth2", "x"),
+    ("OktaOauth2", "okta"),
+    ("OneLoginOauth2", "onelogin"),
+    ("PingOneOauth2", "pingone"),
+    ("FacebookOauth2", "facebook"),
+    ("YandexOauth2", "yandex"),
+    ("RedditOauth2", "reddit"),
+    ("ZoomOauth2", "zoom"),
+    ("TwitchOauth2", "twitch"),
+    ("SpotifyOauth2", "spotify"),
+    ("DropboxOauth2", "dropbox"),
+    ("NotionOauth2", "notion"),
+    ("HubspotOauth2", "hubspot"),
+    ("CyberArkOauth2", "cyberark"),
+    ("FusionAuthOauth2", "fusionauth"),
+    ("Auth0Oauth2", "auth0"),
+    ("CognitoOauth2", "cognito"),
+];
+
+/// keygate's vendor name for an AgentCore one.
+pub fn from_agentcore(name: &str) -> Option<&'static str> {
+    AGENTCORE_VENDORS
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map(|(_, k)| *k)
+}
+
+/// AgentCore's vendor name for a keygate one.
+pub fn agentcore_name(vendor: &str) -> Option<&'static str> {
+    AGENTCORE_VENDORS
+        .iter()
+        .find(|(_, k)| *k == vendor)
+        .map(|(a, _)| *a)
+}
+
 pub fn preset(vendor: &str) -> Option<Preset> {
     use Preset::*;
     Some(match vendor {
@@ -116,5 +161,14 @@ mod tests {
             assert!(preset(vendor).is_some(), "{vendor} has no preset");
         }
         assert!(preset("custom").is_none());
+    }
+
+    #[test]
+    fn every_vendor_has_its_agentcore_name() {
+        for vendor in crate::config::VENDORS {
+            let name = agentcore_name(vendor).unwrap();
+            assert_eq!(from_agentcore(name), Some(*vendor));
+        }
+        assert_eq!(AGENTCORE_VENDORS.len(), crate::config::VENDORS.len());
     }
 }

@@ -11,10 +11,7 @@ use crate::config::{CredentialConfig, Flow, Injection};
 use crate::consent::{self, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
 use crate::inbound::AuthError;
-use crate::vault::{Credential, store};
 
-/// A vaulted user token this close to expiry is not used.
-const EXPIRY_MARGIN_SECS: i64 = 60;
 use crate::inbound::Caller;
 use crate::providers::Provider;
 use crate::state::{AppState, Runtime};
@@ -78,39 +75,30 @@ async fn user_token(
     };
     if !credential.force_authentication {
         let owner = consent::user_owner(workload, user, provider);
-        if let Some(stored) = state.vault().get(&owner).await?
-            && let Credential::OAuth(tokens) = &*stored
-            && tokens.covers(&credential.scopes)
-        {
-            if tokens
-                .expires_at
-                .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
-            {
-                return Ok(Some(tokens.access_token.clone()));
-            }
-            if tokens.refresh_token.is_some()
-                && let Some(Provider::OAuth2(client)) = runtime.providers.get(provider)
-            {
-                // Concurrent requests for the same entry share one refresh.
-                let refreshed = runtime
-                    .refreshes
-                    .try_get_with(owner.clone(), refresh::refresh(state, client, &owner))
-                    .await;
-                // The cache only merges concurrent refreshes; the vault keeps the result.
-                runtime.refreshes.invalidate(&owner).await;
-                match refreshed {
-                    Ok(token) => return Ok(Some((*token).clone())),
-                    Err(e) => match &*e {
-                        refresh::RefreshError::ConsentNeeded => {}
-                        refresh::RefreshError::Provider(p) => {
-                            return Err(ProxyError::CredentialProvider(p.to_string()));
-                        }
-                        refresh::RefreshError::Vault(v) => {
-                            return Err(ProxyError::VaultUnavailable(v.to_string()));
-                        }
-                    },
+        let client = match runtime.providers.get(provider) {
+            Some(Provider::OAuth2(client)) => Some(client),
+            _ => None,
+        };
+        let usable = refresh::usable_token(
+            state,
+            &runtime.refreshes,
+            client,
+            &owner,
+            &credential.scopes,
+        )
+        .await;
+        match usable {
+            Ok(Some(token)) => return Ok(Some(token)),
+            Ok(None) => {}
+            Err(e) => match &*e {
+                refresh::RefreshError::Provider(p) => {
+                    return Err(ProxyError::CredentialProvider(p.to_string()));
                 }
-            }
+                refresh::RefreshError::Vault(v) => {
+                    return Err(ProxyError::VaultUnavailable(v.to_string()));
+                }
+                refresh::RefreshError::ConsentNeeded => {}
+            },
         }
     }
     let return_url = credential

@@ -229,6 +229,19 @@ impl Vault {
         credential: &Credential,
         expires_at: Option<i64>,
     ) -> Result<(), VaultError> {
+        let entry = self.seal_entry(owner, credential, expires_at)?;
+        self.store.put(&entry).await?;
+        self.cache.invalidate(owner).await;
+        Ok(())
+    }
+
+    /// A new record for `owner` holding `credential`, sealed under the current key.
+    fn seal_entry(
+        &self,
+        owner: &Owner,
+        credential: &Credential,
+        expires_at: Option<i64>,
+    ) -> Result<Entry, VaultError> {
         if !credential.within_limits() {
             return Err(VaultError::TooLarge);
         }
@@ -237,7 +250,7 @@ impl Vault {
             .map_err(|_| VaultError::Seal(SealError::Malformed))?;
         let ring = self.ring.load();
         let version = seal::new_version()?;
-        let entry = Entry {
+        Ok(Entry {
             owner: owner.clone(),
             sealed: seal::seal(&ring, owner, version, &plaintext)?,
             kek_id: ring.current.id.clone(),
@@ -245,10 +258,66 @@ impl Vault {
             expires_at,
             scopes: credential.scopes(),
             updated_at: store::now(),
-        };
-        self.store.put(&entry).await?;
+        })
+    }
+
+    /// Stores `credential` only if `owner` has no record yet; true when stored.
+    pub async fn put_new(
+        &self,
+        owner: &Owner,
+        credential: &Credential,
+    ) -> Result<bool, VaultError> {
+        let entry = self.seal_entry(owner, credential, credential.expires_at())?;
+        let inserted = self.store.insert_new(&entry).await?;
         self.cache.invalidate(owner).await;
-        Ok(())
+        Ok(inserted)
+    }
+
+    /// The record as the store has it now, with its version for [`Vault::replace_version`].
+    pub async fn get_versioned(
+        &self,
+        owner: &Owner,
+    ) -> Result<Option<(i64, Credential)>, VaultError> {
+        let Some(entry) = self.store.get(owner).await? else {
+            return Ok(None);
+        };
+        if entry.expires_at.is_some_and(|at| at <= store::now()) {
+            return Ok(None);
+        }
+        let ring = self.ring.load();
+        match seal::open(&ring, owner, entry.version, &entry.sealed)
+            .map(|p| Credential::from_wire(&p))
+        {
+            Ok(Ok(credential)) => Ok(Some((entry.version, credential))),
+            Ok(Err(_)) => {
+                self.integrity_error(owner, SealError::Malformed);
+                Ok(None)
+            }
+            Err(error) => {
+                self.integrity_error(owner, error);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replaces the record only if it is still at `version` (read-modify-write without lost
+    /// updates); true when replaced.
+    pub async fn replace_version(
+        &self,
+        owner: &Owner,
+        version: i64,
+        credential: &Credential,
+        expires_at: Option<i64>,
+    ) -> Result<bool, VaultError> {
+        let entry = self.seal_entry(owner, credential, expires_at)?;
+        let replaced = self.store.replace_version(&entry, version).await?;
+        self.cache.invalidate(owner).await;
+        Ok(replaced)
+    }
+
+    /// The owners of every record of `kind` (metadata only; nothing is opened).
+    pub async fn owners(&self, kind: &str) -> Result<Vec<Owner>, VaultError> {
+        Ok(self.store.owners_of_kind(kind).await?)
     }
 
     /// Takes a one-time record out of the vault (consent sessions): the first caller gets it,

@@ -36,6 +36,8 @@ pub const KINDS: &[&str] = &[
     "client_secret",
     "signing_key",
     "consent_session",
+    "workload_identity",
+    "credential_provider",
 ];
 
 /// The static name of a kind read back from the store; unknown kinds map to `"unknown"` (and

@@ -298,6 +298,76 @@ impl Store {
         })
     }
 
+    /// Inserts the record only if `entry.owner` has none yet; true when inserted (names created
+    /// through the API: of two concurrent creators exactly one wins).
+    pub async fn insert_new(&self, entry: &Entry) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO vault_entries
+            (kind, workload, user_issuer, user_id, provider, qualifier, sealed, kek_id, expires_at, scopes, updated_at, record_version)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (kind, workload, user_issuer, user_id, provider, qualifier) DO NOTHING";
+        let o = &entry.owner;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = bind_owner!(sqlx::query(SQL), o)
+                .bind(&entry.sealed)
+                .bind(&entry.kek_id)
+                .bind(entry.expires_at)
+                .bind(&entry.scopes)
+                .bind(entry.updated_at)
+                .bind(entry.version)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = done.rows_affected() > 0;
+            if inserted {
+                record_change!(tx, o);
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
+    }
+
+    /// Replaces the record only if it still has record version `expected` (compare-and-swap
+    /// for read-modify-write: one-time consent completion, API updates). True when replaced.
+    pub async fn replace_version(&self, entry: &Entry, expected: i64) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE vault_entries SET sealed = $7, kek_id = $8, expires_at = $9, scopes = $10,
+             updated_at = $11, record_version = $12 WHERE {OWNER_MATCH} AND record_version = $13"
+        );
+        let o = &entry.owner;
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let done = bind_owner!(sqlx::query(&sql), o)
+                .bind(&entry.sealed)
+                .bind(&entry.kek_id)
+                .bind(entry.expires_at)
+                .bind(&entry.scopes)
+                .bind(entry.updated_at)
+                .bind(entry.version)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await?;
+            let replaced = done.rows_affected() > 0;
+            if replaced {
+                record_change!(tx, o);
+            }
+            tx.commit().await?;
+            Ok(replaced)
+        })
+    }
+
+    /// The owners of every record of one kind, in owner order (no sealed bytes read).
+    pub async fn owners_of_kind(&self, kind: &str) -> Result<Vec<Owner>, StoreError> {
+        const SQL: &str = "SELECT kind, workload, user_issuer, user_id, provider, qualifier
+            FROM vault_entries WHERE kind = $1 ORDER BY workload, user_issuer, user_id, provider, qualifier";
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(SQL).bind(kind).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| Ok(owner_from_row!(row)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     /// Deletes the record; true when there was one.
     pub async fn delete(&self, owner: &Owner) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM vault_entries WHERE {OWNER_MATCH}");

@@ -1,0 +1,145 @@
+//! The identity API's errors and their one mapping to AWS's REST-JSON error shape: a status
+//! code, `X-Amzn-ErrorType: <Name>` and `{"message": ...}`, so botocore raises its modelled
+//! exception with that message. Messages never carry a secret.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, Body};
+use crate::consent::ConsentError;
+use crate::inbound::AuthError;
+use crate::vault::VaultError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("no operation at {0}")]
+    UnknownOperation(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged in full, answered with a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: impl std::fmt::Display, problem: impl std::fmt::Display) -> Self {
+        ApiError::Validation(format!("1 validation error detected: '{field}' {problem}"))
+    }
+
+    /// The AWS error type name, as in `X-Amzn-ErrorType`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "ValidationException",
+            ApiError::AccessDenied(_) => "AccessDeniedException",
+            ApiError::Unauthorized(_) => "UnauthorizedException",
+            ApiError::NotFound(_) => "ResourceNotFoundException",
+            ApiError::Conflict(_) => "ConflictException",
+            ApiError::QuotaExceeded(_) => "ServiceQuotaExceededException",
+            ApiError::UnknownOperation(_) => "UnknownOperationException",
+            ApiError::Unavailable(_) => "ServiceUnavailableException",
+            ApiError::Internal(_) => "InternalServerException",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::AccessDenied(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) | ApiError::UnknownOperation(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::QuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Audit outcome for this error: refusals are `denied`, failures on our side `error`.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_))
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let body = serde_json::json!({ "message": self.message() });
+        let mut response = Response::new(body::full(body.to_string()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(self.type_name()),
+        );
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert("x-amzn-requestid", id);
+        }
+        response
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::TooLarge => {
+                ApiError::Validation("a secret or token is larger than 4 KB".to_string())
+            }
+            VaultError::Unavailable(e) => {
+                ApiError::Unavailable(format!("the token vault cannot be reached: {e}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ConsentError> for ApiError {
+    fn from(error: ConsentError) -> Self {
+        match error {
+            ConsentError::UnknownSession => ApiError::NotFound(
+                "the session is unknown or expired (sessions live 10 minutes)".to_string(),
+            ),
+            ConsentError::AlreadyUsed => {
+                ApiError::Validation("the session was already completed".to_string())
+            }
+            ConsentError::NotReady => ApiError::Validation(
+                "the user has not authorized this session at the provider yet".to_string(),
+            ),
+            ConsentError::Failed(reason) => {
+                ApiError::Validation(format!("the session failed ({reason})"))
+            }
+            ConsentError::UserMismatch => ApiError::AccessDenied(
+                "the session was started for another user; it has been cancelled".to_string(),
+            ),
+            ConsentError::NoAuthorizationEndpoint => ApiError::Validation(
+                "the credential provider has no authorization endpoint".to_string(),
+            ),
+            ConsentError::Provider(p) => ApiError::Unavailable(p.to_string()),
+            ConsentError::Vault(v) => v.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError::Unauthorized(format!("the token was refused: {error}"))
+    }
+}

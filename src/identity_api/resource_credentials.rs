@@ -1,0 +1,406 @@
+//! Data plane: credentials for resources, decided by the workload access token in the body
+//! (which names workload and user). `GetResourceApiKey`; `GetResourceOauth2Token` for M2M
+//! (client credentials, shared by the workload) and USER_FEDERATION (the user's vaulted token,
+//! refreshed if needed, else a consent session polled by `sessionUri`); and
+//! `CompleteResourceTokenAuth`, which binds a session to the user who started it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access_tokens::jwt_user;
+use super::validate;
+use super::workload_identities;
+use super::{ApiError, Call, Reply, parse};
+use crate::consent::{self, Status, refresh};
+use crate::inbound::{UserId, WorkloadClaims};
+use crate::providers::Provider;
+use crate::providers::oauth::OAuthClient;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ApiKeyInput {
+    workload_identity_token: String,
+    resource_credential_provider_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct OAuth2Input {
+    workload_identity_token: String,
+    resource_credential_provider_name: String,
+    scopes: Vec<String>,
+    oauth2_flow: String,
+    session_uri: Option<String>,
+    resource_oauth2_return_url: Option<String>,
+    force_authentication: Option<bool>,
+    custom_parameters: Option<BTreeMap<String, String>>,
+    custom_state: Option<String>,
+    resources: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CompleteInput {
+    user_identifier: UserIdentifier,
+    session_uri: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UserIdentifier {
+    user_token: Option<String>,
+    user_id: Option<String>,
+}
+
+/// Parameters keygate sets on the authorization request itself; `customParameters` may not.
+const RESERVED_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "scope",
+    "request_uri",
+];
+
+/// The caller named by a workload access token; its workload must still exist.
+async fn caller(call: &mut Call, token: &str) -> Result<Arc<WorkloadClaims>, ApiError> {
+    validate::token("workloadIdentityToken", token)?;
+    let claims = call.state.workload_tokens().verify(token).map_err(|e| {
+        ApiError::Unauthorized(format!("the workload access token was refused: {e}"))
+    })?;
+    call.workload = Some(claims.sub.clone());
+    call.user = claims.user();
+    let exists = call
+        .state
+        .directory()
+        .workload(&call.runtime, call.state.vault(), &claims.sub)
+        .await?
+        .is_some();
+    if !exists {
+        return Err(ApiError::Unauthorized(format!(
+            "the workload access token names workload '{}', which no longer exists",
+            claims.sub
+        )));
+    }
+    Ok(claims)
+}
+
+async fn provider(call: &mut Call, name: &str) -> Result<Provider, ApiError> {
+    validate::provider_name("resourceCredentialProviderName", name)?;
+    call.provider = Some(name.to_string());
+    call.state
+        .directory()
+        .provider(&call.runtime, call.state.vault(), name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Credential provider '{name}' not found")))
+}
+
+pub async fn api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: ApiKeyInput = parse(body)?;
+    caller(call, &input.workload_identity_token).await?;
+    match provider(call, &input.resource_credential_provider_name).await? {
+        Provider::ApiKey(key) => Ok(Reply::ok(json!({ "apiKey": key.expose_secret() }))),
+        Provider::OAuth2(_) => Err(ApiError::validation(
+            "resourceCredentialProviderName",
+            "names an OAuth2 credential provider; use GetResourceOauth2Token",
+        )),
+    }
+}
+
+pub async fn oauth2_token(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: OAuth2Input = parse(body)?;
+    validate::scopes("scopes", &input.scopes)?;
+    if input.resources.as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::validation(
+            "resources",
+            "is not supported by keygate yet (RFC 8707 resource indicators); leave it out",
+        ));
+    }
+    if input.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(ApiError::validation(
+            "audiences",
+            "is not supported by keygate yet; leave it out",
+        ));
+    }
+    let claims = caller(call, &input.workload_identity_token).await?;
+    let Provider::OAuth2(client) = provider(call, &input.resource_credential_provider_name).await?
+    else {
+        return Err(ApiError::validation(
+            "resourceCredentialProviderName",
+            "names an API key credential provider; use GetResourceApiKey",
+        ));
+    };
+    match input.oauth2_flow.as_str() {
+        "M2M" => m2m(call, &client, &claims.sub, &input.scopes).await,
+        "USER_FEDERATION" => user_federation(call, &client, &claims, input).await,
+        "ON_BEHALF_OF_TOKEN_EXCHANGE" => Err(ApiError::validation(
+            "oauth2Flow",
+            "ON_BEHALF_OF_TOKEN_EXCHANGE is not supported by keygate; use M2M or USER_FEDERATION",
+        )),
+        other => Err(ApiError::validation(
+            "oauth2Flow",
+            format!(
+                "must be one of USER_FEDERATION, M2M, ON_BEHALF_OF_TOKEN_EXCHANGE (is '{other}')"
+            ),
+        )),
+    }
+}
+
+async fn m2m(
+    call: &Call,
+    client: &Arc<OAuthClient>,
+    workload: &str,
+    scopes: &[String],
+) -> Result<Reply, ApiError> {
+    let token = call
+        .runtime
+        .m2m
+        .token(call.state.vault(), client, workload, scopes)
+        .await
+        .map_err(|e| match &*e {
+            crate::providers::m2m::CredentialError::Vault(v) => {
+                ApiError::Unavailable(format!("the token vault cannot be reached: {v}"))
+            }
+            crate::providers::m2m::CredentialError::Provider(p) => {
+                ApiError::Unavailable(format!("the credential provider failed: {p}"))
+            }
+        })?;
+    Ok(Reply::ok(
+        json!({ "accessToken": token.token.expose_secret() }),
+    ))
+}
+
+async fn user_federation(
+    call: &Call,
+    client: &Arc<OAuthClient>,
+    claims: &WorkloadClaims,
+    input: OAuth2Input,
+) -> Result<Reply, ApiError> {
+    let user = claims.user().ok_or_else(|| {
+        ApiError::validation(
+            "workloadIdentityToken",
+            "names no user: USER_FEDERATION needs a token from GetWorkloadAccessTokenForUserId or ForJWT",
+        )
+    })?;
+    let workload = &claims.sub;
+    let provider = &input.resource_credential_provider_name;
+    let owner = consent::user_owner(workload, &user, provider);
+    if let Some(session_uri) = &input.session_uri {
+        validate::session_uri("sessionUri", session_uri)?;
+        return poll(
+            call,
+            client,
+            &owner,
+            &user,
+            workload,
+            session_uri,
+            &input.scopes,
+        )
+        .await;
+    }
+    if !input.force_authentication.unwrap_or(false)
+        && let Some(token) = vaulted(call, client, &owner, &input.scopes).await?
+    {
+        return Ok(Reply::ok(json!({ "accessToken": token })));
+    }
+    start(call, workload, &user, input).await
+}
+
+/// The user's vaulted token (refreshed when near expiry), or `None` when consent is needed.
+async fn vaulted(
+    call: &Call,
+    client: &Arc<OAuthClient>,
+    owner: &crate::vault::Owner,
+    scopes: &[String],
+) -> Result<Option<String>, ApiError> {
+    match refresh::usable_token(
+        &call.state,
+        &call.runtime.refreshes,
+        Some(client),
+        owner,
+        scopes,
+    )
+    .await
+    {
+        Ok(token) => Ok(token.map(|t| t.expose_secret().to_string())),
+        Err(e) => match &*e {
+            refresh::RefreshError::Vault(v) => Err(ApiError::Unavailable(format!(
+                "the token vault cannot be reached: {v}"
+            ))),
+            refresh::RefreshError::Provider(p) => Err(ApiError::Unavailable(format!(
+                "the credential provider failed: {p}"
+            ))),
+            refresh::RefreshError::ConsentNeeded => Ok(None),
+        },
+    }
+}
+
+/// A poll with `sessionUri`: the token once the session is completed, `IN_PROGRESS` while it
+/// is not, `FAILED` once it failed or expired. Only the session's own workload and user may poll.
+async fn poll(
+    call: &Call,
+    client: &Arc<OAuthClient>,
+    owner: &crate::vault::Owner,
+    user: &UserId,
+    workload: &str,
+    session_uri: &str,
+    scopes: &[String],
+) -> Result<Reply, ApiError> {
+    let failed = || {
+        Ok(Reply::ok(
+            json!({ "sessionUri": session_uri, "sessionStatus": "FAILED" }),
+        ))
+    };
+    let session = match consent::peek(call.state.vault(), session_uri).await {
+        Ok(session) => session,
+        Err(consent::ConsentError::UnknownSession) => return failed(),
+        Err(e) => return Err(e.into()),
+    };
+    if session.workload != workload
+        || session.user != consent::SessionUser::from(user)
+        || session.provider != client.provider
+    {
+        return Err(ApiError::AccessDenied(
+            "the session belongs to another workload, user or provider".to_string(),
+        ));
+    }
+    match session.status {
+        Status::Failed { .. } => failed(),
+        Status::Pending | Status::Authorized { .. } => Ok(Reply::ok(json!({
+            "authorizationUrl": consent::authorization_url(
+                &call.runtime.config.server.public_url,
+                session_uri,
+            ),
+            "sessionUri": session_uri,
+            "sessionStatus": "IN_PROGRESS",
+        }))),
+        Status::Completed => match vaulted(call, client, owner, scopes).await? {
+            Some(token) => Ok(Reply::ok(json!({ "accessToken": token }))),
+            None => failed(),
+        },
+    }
+}
+
+async fn start(
+    call: &Call,
+    workload: &str,
+    user: &UserId,
+    input: OAuth2Input,
+) -> Result<Reply, ApiError> {
+    let registered = workload_identities::find(call, workload)
+        .await?
+        .allowed_return_urls;
+    let return_url = match &input.resource_oauth2_return_url {
+        Some(url) => {
+            validate::return_url("resourceOauth2ReturnUrl", url)?;
+            if !registered.contains(url) {
+                return Err(ApiError::validation(
+                    "resourceOauth2ReturnUrl",
+                    format!(
+                        "is not one of workload '{workload}''s allowedResourceOauth2ReturnUrls; \
+                         register it with UpdateWorkloadIdentity first"
+                    ),
+                ));
+            }
+            url.clone()
+        }
+        None => match registered.as_slice() {
+            [only] => only.clone(),
+            _ => {
+                return Err(ApiError::validation(
+                    "resourceOauth2ReturnUrl",
+                    format!(
+                        "is required: workload '{workload}' has {} allowedResourceOauth2ReturnUrls",
+                        registered.len()
+                    ),
+                ));
+            }
+        },
+    };
+    if let Some(state) = &input.custom_state {
+        let n = state.chars().count();
+        if !(1..=4096).contains(&n) {
+            return Err(ApiError::validation(
+                "customState",
+                "must have length between 1 and 4096",
+            ));
+        }
+    }
+    let custom_parameters = input.custom_parameters.unwrap_or_default();
+    for (name, value) in &custom_parameters {
+        let well_formed = (1..=256).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && (1..=2048).contains(&value.chars().count());
+        if !well_formed {
+            return Err(ApiError::validation(
+                "customParameters",
+                "keys must match [a-zA-Z0-9\\-_\\.]+ (1..256) and values be 1..2048 long",
+            ));
+        }
+        if RESERVED_PARAMETERS.contains(&name.as_str()) {
+            return Err(ApiError::validation(
+                "customParameters",
+                format!("may not set '{name}': keygate sets it on the authorization request"),
+            ));
+        }
+    }
+    let started = consent::start(
+        call.state.vault(),
+        &call.runtime.config.server.public_url,
+        consent::Request {
+            workload,
+            user,
+            provider: &input.resource_credential_provider_name,
+            scopes: &input.scopes,
+            return_url: &return_url,
+            custom_state: input.custom_state,
+            custom_parameters: custom_parameters.into_iter().collect(),
+        },
+    )
+    .await?;
+    Ok(Reply::ok(json!({
+        "authorizationUrl": started.authorization_url,
+        "sessionUri": started.session_uri,
+        "sessionStatus": "IN_PROGRESS",
+    })))
+}
+
+pub async fn complete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: CompleteInput = parse(body)?;
+    validate::session_uri("sessionUri", &input.session_uri)?;
+    let session = consent::peek(call.state.vault(), &input.session_uri).await?;
+    call.workload = Some(session.workload.clone());
+    call.provider = Some(session.provider.clone());
+    let user = match (
+        input.user_identifier.user_token,
+        input.user_identifier.user_id,
+    ) {
+        (Some(token), None) => {
+            validate::user_token("userIdentifier.userToken", &token)?;
+            let workload = workload_identities::find(call, &session.workload).await?;
+            jwt_user(call, &workload, "userIdentifier.userToken", &token).await?
+        }
+        (None, Some(id)) => {
+            validate::user_id("userIdentifier.userId", &id)?;
+            UserId { issuer: None, id }
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "userIdentifier",
+                "must hold exactly one of userToken and userId",
+            ));
+        }
+    };
+    call.user = Some(user.clone());
+    consent::complete(call.state.vault(), &input.session_uri, &user).await?;
+    Ok(Reply::ok(json!({})))
+}

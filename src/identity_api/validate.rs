@@ -1,0 +1,214 @@
+//! Input checks from the botocore models' patterns and lengths. Each failure is a
+//! `ValidationException` naming the JSON field, as AWS words it.
+
+use super::error::ApiError;
+
+pub type Checked<T> = Result<T, ApiError>;
+
+fn length(field: &str, value: &str, min: usize, max: usize) -> Checked<()> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ApiError::validation(
+            field,
+            format!("must have length between {min} and {max} (has {n})"),
+        ));
+    }
+    Ok(())
+}
+
+fn chars(field: &str, value: &str, allowed: impl Fn(char) -> bool, pattern: &str) -> Checked<()> {
+    if !value.chars().all(allowed) {
+        return Err(ApiError::validation(
+            field,
+            format!("must match the pattern {pattern}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A workload identity name: `[A-Za-z0-9_.-]+`, 3..255.
+pub fn workload_name(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 3, 255)?;
+    chars(
+        field,
+        value,
+        |c| c.is_ascii_alphanumeric() || "_.-".contains(c),
+        "[A-Za-z0-9_.-]+",
+    )
+}
+
+/// A credential provider name: `[a-zA-Z0-9\-_]+`, 1..128.
+pub fn provider_name(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 128)?;
+    chars(
+        field,
+        value,
+        |c| c.is_ascii_alphanumeric() || "-_".contains(c),
+        "[a-zA-Z0-9\\-_]+",
+    )
+}
+
+pub fn user_id(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 128)?;
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A JWT as the model allows it: three dot-separated base64url segments, 1..131072.
+pub fn user_token(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 131_072)?;
+    let segments: Vec<&str> = value.split('.').collect();
+    let ok = segments.len() == 3
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_=".contains(c))
+        });
+    if !ok {
+        return Err(ApiError::validation(
+            field,
+            "must be a JWT (three base64url segments)",
+        ));
+    }
+    Ok(())
+}
+
+pub fn token(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 131_072)
+}
+
+/// `urn:ietf:params:oauth:request_uri:[a-zA-Z0-9-._~]+`, 1..1024.
+pub fn session_uri(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 1024)?;
+    let rest = value
+        .strip_prefix(crate::consent::SESSION_URI_PREFIX)
+        .filter(|r| !r.is_empty());
+    match rest {
+        Some(rest) => chars(
+            field,
+            rest,
+            |c| c.is_ascii_alphanumeric() || "-._~".contains(c),
+            "urn:ietf:params:oauth:request_uri:[a-zA-Z0-9-._~]+",
+        ),
+        None => Err(ApiError::validation(
+            field,
+            "must match the pattern urn:ietf:params:oauth:request_uri:[a-zA-Z0-9-._~]+",
+        )),
+    }
+}
+
+/// A return URL: `\w+:(//)?\S+`, 1..2048; keygate also requires it to parse as a URL.
+pub fn return_url(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 2048)?;
+    let well_formed = value.split_once(':').is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && !rest.trim_start_matches('/').is_empty()
+    }) && !value.chars().any(char::is_whitespace)
+        && url::Url::parse(value).is_ok();
+    if !well_formed {
+        return Err(ApiError::validation(field, "must be an absolute URL"));
+    }
+    Ok(())
+}
+
+pub fn scopes(field: &str, values: &[String]) -> Checked<()> {
+    if values.len() > 10 {
+        return Err(ApiError::validation(
+            field,
+            format!("may hold at most 10 scopes (has {})", values.len()),
+        ));
+    }
+    for value in values {
+        length(&format!("{field} member"), value, 1, 128)?;
+        chars(
+            &format!("{field} member"),
+            value,
+            |c| c.is_ascii_graphic() && c != '"' && c != '\\',
+            "a scope token (RFC 6749 section 3.3)",
+        )?;
+    }
+    Ok(())
+}
+
+/// Tags are accepted and kept: keys 1..128, values 0..256, at most 50.
+pub fn tags(field: &str, tags: &std::collections::BTreeMap<String, String>) -> Checked<()> {
+    if tags.len() > 50 {
+        return Err(ApiError::validation(field, "may hold at most 50 tags"));
+    }
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "._:/=+@-".contains(c);
+    for (key, value) in tags {
+        length(&format!("{field} key"), key, 1, 128)?;
+        length(&format!("{field} value"), value, 0, 256)?;
+        chars(
+            &format!("{field} key"),
+            key,
+            allowed,
+            "[a-zA-Z0-9\\s._:/=+@-]*",
+        )?;
+        chars(
+            &format!("{field} value"),
+            value,
+            allowed,
+            "[a-zA-Z0-9\\s._:/=+@-]*",
+        )?;
+    }
+    Ok(())
+}
+
+pub fn max_results(value: Option<i64>) -> Checked<usize> {
+    match value {
+        None => Ok(10),
+        Some(n @ 1..=20) => Ok(usize::try_from(n).unwrap_or(10)),
+        Some(n) => Err(ApiError::validation(
+            "maxResults",
+            format!("must be between 1 and 20 (is {n})"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_model() {
+        assert!(workload_name("name", "BizAssistAgent").is_ok());
+        assert!(workload_name("name", "ab").is_err());
+        assert!(workload_name("name", "bad name!").is_err());
+        assert!(provider_name("name", "my-provider_1").is_ok());
+        assert!(provider_name("name", "dot.not").is_err());
+        let long = "a".repeat(129);
+        assert!(provider_name("name", &long).is_err());
+    }
+
+    #[test]
+    fn messages_name_the_field() {
+        let err = workload_name("workloadName", "x").unwrap_err();
+        assert!(err.to_string().contains("'workloadName'"), "{err}");
+    }
+
+    #[test]
+    fn urls_tokens_and_sessions() {
+        assert!(return_url("u", "https://app.example.com/cb").is_ok());
+        assert!(return_url("u", "not a url").is_err());
+        assert!(return_url("u", "https:").is_err());
+        assert!(user_token("t", "a.b.c").is_ok());
+        assert!(user_token("t", "a.b").is_err());
+        assert!(user_token("t", "a.b.c d").is_err());
+        assert!(session_uri("s", "urn:ietf:params:oauth:request_uri:abc-_").is_ok());
+        assert!(session_uri("s", "urn:ietf:params:oauth:request_uri:").is_err());
+        assert!(session_uri("s", "https://x").is_err());
+        let many: Vec<String> = (0..11).map(|i| format!("s{i}")).collect();
+        assert!(scopes("scopes", &many).is_err());
+        assert!(scopes("scopes", &many[..10]).is_ok());
+        assert_eq!(max_results(None).unwrap(), 10);
+        assert!(max_results(Some(0)).is_err());
+        assert!(max_results(Some(21)).is_err());
+    }
+}
