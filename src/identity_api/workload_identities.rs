@@ -1,6 +1,6 @@
 //! Control plane: workload identities. Config-defined ones are listed and readable but
-//! read-only (`ConflictException`); API-created ones live in the vault, up to
-//! `[api].max_workload_identities` in all.
+//! read-only (`ConflictException`); API-created ones live in the vault, at most
+//! `[api].max_workload_identities` of them.
 
 use std::collections::BTreeMap;
 
@@ -108,11 +108,13 @@ pub async fn create(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
         )));
     }
     let vault = call.state.vault();
+    // The quota is on what the API creates; the config's workloads are the operator's.
     let existing = Directory::names(vault, directory::WORKLOAD_KIND).await?;
     let max = call.api()?.max_workload_identities as usize;
-    if config.workloads.len() + existing.len() >= max {
+    if existing.len() >= max {
         return Err(ApiError::QuotaExceeded(format!(
-            "the limit of {max} workload identities is reached ([api].max_workload_identities)"
+            "the limit of {max} workload identities created through the API is reached \
+             ([api].max_workload_identities)"
         )));
     }
     let now = directory::now();
