@@ -17,6 +17,7 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readiness(state).await,
         "/metrics" => {
+            refresh_gauges(state).await;
             let mut response = Response::new(body::full(state.metrics().encode()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -25,6 +26,19 @@ pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Bo
             response
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Gauges computed at scrape time: the cache hit ratio, and the consent sessions pending across
+/// every replica sharing the vault (left as they were if the store does not answer in time).
+async fn refresh_gauges(state: &AppState) {
+    let metrics = state.metrics();
+    metrics.update_ratios();
+    let pending = crate::consent::pending_count(state.vault());
+    if let Ok(Ok(n)) = tokio::time::timeout(STORE_PING_TIMEOUT, pending).await {
+        metrics
+            .consent_sessions_pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 

@@ -21,6 +21,13 @@ pub struct Metrics {
     pub vault_integrity_errors_total: prometheus::IntCounter,
     pub token_requests_total: IntCounterVec,
     pub audit_refused_total: prometheus::IntCounter,
+    /// Consent sessions by outcome: started, authorized, denied (at the provider), completed,
+    /// user_mismatch.
+    pub consent_sessions_total: IntCounterVec,
+    /// Consent sessions waiting for the user (set at each scrape from the vault).
+    pub consent_sessions_pending: IntGauge,
+    /// Share of vault lookups answered by the cache (set at each scrape).
+    pub vault_cache_hit_ratio: prometheus::Gauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -101,6 +108,21 @@ impl Metrics {
             "keygate_audit_refused_total",
             "Requests refused because the audit queue was full (never served unaudited).",
         )?;
+        let consent_sessions_total = IntCounterVec::new(
+            Opts::new(
+                "keygate_consent_sessions_total",
+                "3-legged OAuth consent sessions, by outcome.",
+            ),
+            &["result"],
+        )?;
+        let consent_sessions_pending = IntGauge::new(
+            "keygate_consent_sessions_pending",
+            "Consent sessions started and not yet completed or expired (all replicas).",
+        )?;
+        let vault_cache_hit_ratio = prometheus::Gauge::new(
+            "keygate_vault_cache_hit_ratio",
+            "Share of vault lookups answered from the in-memory cache since start.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keygate_build_info",
@@ -125,6 +147,9 @@ impl Metrics {
         registry.register(Box::new(vault_integrity_errors_total.clone()))?;
         registry.register(Box::new(token_requests_total.clone()))?;
         registry.register(Box::new(audit_refused_total.clone()))?;
+        registry.register(Box::new(consent_sessions_total.clone()))?;
+        registry.register(Box::new(consent_sessions_pending.clone()))?;
+        registry.register(Box::new(vault_cache_hit_ratio.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -140,12 +165,32 @@ impl Metrics {
             vault_integrity_errors_total,
             token_requests_total,
             audit_refused_total,
+            consent_sessions_total,
+            consent_sessions_pending,
+            vault_cache_hit_ratio,
         })
     }
 
     /// The registry, for modules that register their own metrics.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Counts a consent session outcome.
+    pub fn consent(&self, result: &str) {
+        self.consent_sessions_total
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    /// Recomputes the derived gauges from the counters they summarise.
+    pub fn update_ratios(&self) {
+        let count =
+            |result: &str| self.vault_lookups_total.with_label_values(&[result]).get() as f64;
+        let hits = count("cache_hit");
+        let total = hits + count("store_hit") + count("absent") + count("integrity_error");
+        self.vault_cache_hit_ratio
+            .set(if total > 0.0 { hits / total } else { 0.0 });
     }
 
     /// Everything in Prometheus text format.

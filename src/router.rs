@@ -24,7 +24,9 @@ pub async fn dispatch(
         let query = request.uri().query();
         match path {
             "/identities/oauth2/authorize" => return consent::http::authorize(state, query).await,
-            "/identities/oauth2/callback" => return consent::http::callback(state, query).await,
+            "/identities/oauth2/callback" => {
+                return consent::http::callback(state, query, conn.peer.ip()).await;
+            }
             _ => {}
         }
     }

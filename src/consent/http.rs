@@ -10,10 +10,13 @@ use serde_json::json;
 use url::form_urlencoded;
 
 use super::ConsentError;
+use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
 use crate::error::json_response;
+use crate::inbound::UserId;
 use crate::providers::oauth::OAuthClient;
 use crate::state::{AppState, Runtime};
+use std::net::IpAddr;
 
 /// OAuth clients from the config or the API.
 struct DirectoryClients<'a> {
@@ -88,14 +91,21 @@ pub async fn authorize(state: &AppState, query: Option<&str>) -> Response<Body> 
     }
 }
 
-pub async fn callback(state: &AppState, query: Option<&str>) -> Response<Body> {
+pub async fn callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Response<Body> {
     let runtime = state.runtime();
     let Some(session_state) = query_value(query, "state") else {
         return refused(&ConsentError::UnknownSession);
     };
     let code = query_value(query, "code");
     let error = query_value(query, "error");
-    match super::callback(
+    // Reserved first: a full audit queue refuses the step before it changes anything.
+    let Ok(slot) = state.audit().reserve() else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "error": "audit_unavailable", "error_description": "the audit log is not keeping up; retry" }),
+        );
+    };
+    let result = super::callback(
         state.vault(),
         &runtime.config.server.public_url,
         &DirectoryClients {
@@ -106,9 +116,46 @@ pub async fn callback(state: &AppState, query: Option<&str>) -> Response<Body> {
         code.as_deref(),
         error.as_deref(),
     )
-    .await
-    {
-        Ok(url) => redirect(&url),
-        Err(error) => refused(&error),
+    .await;
+    match result {
+        Ok(done) => {
+            let (outcome, result) = match &done.refused {
+                None => (Outcome::Success, "authorized"),
+                Some(_) => (Outcome::Denied, "denied"),
+            };
+            state.metrics().consent(result);
+            let session = &done.session;
+            let user = UserId {
+                issuer: session.user.issuer.clone(),
+                id: session.user.id.clone(),
+            };
+            let event = AuditEvent::new(
+                "ConsentCallback",
+                &uuid::Uuid::new_v4().to_string(),
+                outcome,
+            )
+            .workload(Some(&session.workload))
+            .user(Some(&user))
+            .provider(Some(&session.provider))
+            .reason(done.refused.as_deref())
+            .source(peer);
+            slot.record(event);
+            redirect(&done.redirect)
+        }
+        Err(error) => {
+            let outcome = match error {
+                ConsentError::Vault(_) | ConsentError::Provider(_) => Outcome::Error,
+                _ => Outcome::Denied,
+            };
+            let event = AuditEvent::new(
+                "ConsentCallback",
+                &uuid::Uuid::new_v4().to_string(),
+                outcome,
+            )
+            .reason(Some("invalid_session"))
+            .source(peer);
+            slot.record(event);
+            refused(&error)
+        }
     }
 }

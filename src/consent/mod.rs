@@ -130,7 +130,8 @@ fn random_token() -> Result<String, VaultError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn session_owner(id: &str) -> Owner {
+/// The vault owner of a consent session (by the id inside its `sessionUri`).
+pub fn session_owner(id: &str) -> Owner {
     Owner {
         kind: "consent_session",
         workload: String::new(),
@@ -302,7 +303,7 @@ pub async fn callback(
     state: &str,
     code: Option<&str>,
     error: Option<&str>,
-) -> Result<Url, ConsentError> {
+) -> Result<Callback, ConsentError> {
     let mut session = load(vault, state).await?;
     if !matches!(session.status, Status::Pending) {
         return Err(ConsentError::AlreadyUsed);
@@ -349,7 +350,24 @@ pub async fn callback(
         Err(reason) => Status::Failed { reason },
     };
     save(vault, state, &session).await?;
-    Ok(return_url)
+    let refused = match &session.status {
+        Status::Failed { reason } => Some(reason.clone()),
+        _ => None,
+    };
+    Ok(Callback {
+        redirect: return_url,
+        refused,
+        session,
+    })
+}
+
+/// The outcome of the provider's redirect back.
+pub struct Callback {
+    /// Where the browser goes next (the app's return URL).
+    pub redirect: Url,
+    /// Why the session failed, when the provider or the code exchange refused it.
+    pub refused: Option<String>,
+    pub session: Session,
 }
 
 /// CompleteResourceTokenAuth: moves the session's tokens into `user`'s vault entry if `user`
@@ -368,6 +386,9 @@ pub async fn complete(
         .await?
         .ok_or(ConsentError::UnknownSession)?;
     let mut session = decode(&credential)?;
+    if session.expires_at <= store::now() {
+        return Err(ConsentError::UnknownSession);
+    }
     let (access_token, refresh_token, expires_at, scopes) = match &session.status {
         Status::Pending => return Err(ConsentError::NotReady),
         Status::Failed { reason } => return Err(ConsentError::Failed(reason.clone())),
@@ -432,6 +453,28 @@ async fn replace(
 pub async fn peek(vault: &Vault, session_uri: &str) -> Result<Session, ConsentError> {
     let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
     load(vault, id).await
+}
+
+/// Sessions counted at most, so a flood of sessions cannot make a scrape slow.
+const PENDING_COUNT_CAP: usize = 10_000;
+
+/// Sessions still waiting for the user or for `CompleteResourceTokenAuth` (not expired).
+pub async fn pending_count(vault: &Vault) -> Result<usize, ConsentError> {
+    let mut pending = 0;
+    for owner in vault
+        .owners("consent_session")
+        .await?
+        .iter()
+        .take(PENDING_COUNT_CAP)
+    {
+        if let Some((_, credential)) = vault.get_versioned(owner).await?
+            && let Ok(session) = decode(&credential)
+            && matches!(session.status, Status::Pending | Status::Authorized { .. })
+        {
+            pending += 1;
+        }
+    }
+    Ok(pending)
 }
 
 /// Status of a session for polling (`GetResourceOauth2Token` with `sessionUri`).

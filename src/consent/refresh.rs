@@ -36,6 +36,7 @@ pub async fn usable_token(
     client: Option<&Arc<OAuthClient>>,
     owner: &Owner,
     scopes: &[String],
+    request_id: &str,
 ) -> Result<Option<SecretString>, Arc<RefreshError>> {
     let stored = state.vault().get(owner).await;
     let Some(stored) = stored.map_err(|e| Arc::new(RefreshError::Vault(e)))? else {
@@ -57,7 +58,10 @@ pub async fn usable_token(
         return Ok(None);
     };
     let refreshed = refreshes
-        .try_get_with(owner.clone(), refresh(state, client, owner))
+        .try_get_with(
+            owner.clone(),
+            refresh(state, client, owner, request_id, None),
+        )
         .await;
     // The cache only merges concurrent refreshes; the vault keeps the result.
     refreshes.invalidate(owner).await;
@@ -68,10 +72,14 @@ pub async fn usable_token(
     }
 }
 
+/// Refreshes the entry: because it is near expiry, or (`rejected`) because the resource server
+/// refused that access token before its time.
 pub async fn refresh(
     state: &AppState,
     client: &OAuthClient,
     owner: &Owner,
+    request_id: &str,
+    rejected: Option<&str>,
 ) -> Result<Arc<SecretString>, RefreshError> {
     let vault = state.vault();
     let current = vault.get_fresh(owner).await.map_err(RefreshError::Vault)?;
@@ -79,10 +87,13 @@ pub async fn refresh(
         return Err(RefreshError::ConsentNeeded);
     };
     // Someone refreshed it while we waited.
-    if tokens
-        .expires_at
-        .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
-    {
+    let still_current = match rejected {
+        Some(rejected) => tokens.access_token.expose_secret() == rejected,
+        None => tokens
+            .expires_at
+            .is_some_and(|at| at <= store::now() + EXPIRY_MARGIN_SECS),
+    };
+    if !still_current {
         return Ok(Arc::new(tokens.access_token.clone()));
     }
     let Some(refresh_token) = tokens.refresh_token.clone() else {
@@ -99,8 +110,12 @@ pub async fn refresh(
         .with_label_values(&[client.provider.as_str(), "refresh_token", label])
         .inc();
     let audit = |outcome, reason: Option<&str>| {
-        let event = AuditEvent::new("TokenRefresh", "", outcome)
+        let event = AuditEvent::new("TokenRefresh", request_id, outcome)
             .workload(Some(&owner.workload))
+            .user(Some(&crate::inbound::UserId {
+                issuer: (!owner.user_issuer.is_empty()).then(|| owner.user_issuer.clone()),
+                id: owner.user_id.clone(),
+            }))
             .provider(Some(&owner.provider))
             .reason(reason);
         let _ = state.audit().record(event);
@@ -137,12 +152,46 @@ pub async fn refresh(
                 return Ok(Arc::new(latest.access_token.clone()));
             }
             vault.delete(owner).await.map_err(RefreshError::Vault)?;
+            state.metrics().consent("refresh_refused");
             audit(Outcome::Denied, Some("invalid_grant"));
             Err(RefreshError::ConsentNeeded)
         }
         Err(e) => {
             audit(Outcome::Error, Some(e.result()));
             Err(RefreshError::Provider(e))
+        }
+    }
+}
+
+/// After the resource server refused `rejected` (401): a refreshed token, merged with any
+/// concurrent refresh of the same entry; `None` when there is nothing to refresh with.
+pub async fn after_rejection(
+    state: &AppState,
+    refreshes: &moka::future::Cache<Owner, Arc<SecretString>>,
+    client: &OAuthClient,
+    owner: &Owner,
+    rejected: &SecretString,
+    request_id: &str,
+) -> Option<SecretString> {
+    let refreshed = refreshes
+        .try_get_with(
+            owner.clone(),
+            refresh(
+                state,
+                client,
+                owner,
+                request_id,
+                Some(rejected.expose_secret()),
+            ),
+        )
+        .await;
+    refreshes.invalidate(owner).await;
+    match refreshed {
+        Ok(token) if token.expose_secret() != rejected.expose_secret() => Some((*token).clone()),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::info!(%error, "no refreshed token after the upstream refused the vaulted one");
+            None
         }
     }
 }

@@ -175,6 +175,7 @@ impl Operation {
 
 /// One API call in progress: what operations read, and what they report for the audit line.
 pub struct Call {
+    pub request_id: String,
     pub state: AppState,
     pub runtime: Arc<Runtime>,
     pub workload: Option<String>,
@@ -309,6 +310,7 @@ pub async fn handle(
         return error.into_response(&request_id);
     }
     let call = Call {
+        request_id: request_id.clone(),
         state: state.clone(),
         runtime,
         workload: None,

@@ -226,6 +226,7 @@ async fn vaulted(
         Some(client),
         owner,
         scopes,
+        &call.request_id,
     )
     .await
     {
@@ -367,6 +368,7 @@ async fn start(
         },
     )
     .await?;
+    call.state.metrics().consent("started");
     Ok(Reply::ok(json!({
         "authorizationUrl": started.authorization_url,
         "sessionUri": started.session_uri,
@@ -401,6 +403,12 @@ pub async fn complete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
         }
     };
     call.user = Some(user.clone());
-    consent::complete(call.state.vault(), &input.session_uri, &user).await?;
+    let completed = consent::complete(call.state.vault(), &input.session_uri, &user).await;
+    match &completed {
+        Ok(_) => call.state.metrics().consent("completed"),
+        Err(consent::ConsentError::UserMismatch) => call.state.metrics().consent("user_mismatch"),
+        Err(_) => {}
+    }
+    completed?;
     Ok(Reply::ok(json!({})))
 }

@@ -22,6 +22,7 @@ pub async fn resolve(
     runtime: &Runtime,
     credential: &CredentialConfig,
     caller: &Caller,
+    request_id: &str,
 ) -> Result<Option<SecretString>, ProxyError> {
     let provider = || {
         credential
@@ -54,7 +55,7 @@ pub async fn resolve(
                 .map_err(|e| ProxyError::from(&*e))?;
             Ok(Some(token.token.clone()))
         }
-        Flow::UserFederation => user_token(state, runtime, credential, caller).await,
+        Flow::UserFederation => user_token(state, runtime, credential, caller, request_id).await,
     }
 }
 
@@ -65,6 +66,7 @@ async fn user_token(
     runtime: &Runtime,
     credential: &CredentialConfig,
     caller: &Caller,
+    request_id: &str,
 ) -> Result<Option<SecretString>, ProxyError> {
     let provider = credential
         .provider
@@ -85,6 +87,7 @@ async fn user_token(
             client,
             &owner,
             &credential.scopes,
+            request_id,
         )
         .await;
         match usable {
@@ -123,12 +126,40 @@ async fn user_token(
         consent::ConsentError::Vault(v) => ProxyError::from(v),
         other => ProxyError::Internal(other.to_string()),
     })?;
+    state.metrics().consent("started");
     Err(ProxyError::ConsentRequired(Box::new(ConsentChallenge {
         authorization_url: started.authorization_url,
         session_uri: started.session_uri,
         provider: provider.to_string(),
         expires_in: started.expires_in,
     })))
+}
+
+/// A refreshed user token after the upstream refused `rejected` (one retry); `None` when the
+/// route is not a user-federation route or there is nothing to refresh with.
+pub async fn after_rejection(
+    state: &AppState,
+    runtime: &Runtime,
+    credential: &CredentialConfig,
+    caller: &Caller,
+    rejected: &SecretString,
+    request_id: &str,
+) -> Option<SecretString> {
+    let provider = credential.provider.as_deref()?;
+    let (workload, user) = (caller.workload.as_deref()?, caller.user.as_ref()?);
+    let Some(Provider::OAuth2(client)) = runtime.providers.get(provider) else {
+        return None;
+    };
+    let owner = consent::user_owner(workload, user, provider);
+    refresh::after_rejection(
+        state,
+        &runtime.refreshes,
+        client,
+        &owner,
+        rejected,
+        request_id,
+    )
+    .await
 }
 
 /// Puts the secret in its header (replacing whatever the client sent under that name), marked

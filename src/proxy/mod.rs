@@ -149,7 +149,7 @@ async fn forward(
     //    vault or provider failure answers 503/502 instead of forwarding without it).
     let secret = match &route.config.credential {
         Some(c) => {
-            let resolved = credential::resolve(state, runtime, c, &caller).await;
+            let resolved = credential::resolve(state, runtime, c, &caller, request_id).await;
             audit_credential_use(state, request_id, conn, c, &caller, &resolved)?;
             resolved?
         }
@@ -165,16 +165,29 @@ async fn forward(
         .get(header::HOST)
         .cloned()
         .or_else(|| authority_value(&parts));
-    let query = match (injection, &secret) {
-        (Some(Injection::QueryParam(param)), Some(secret)) => {
-            Some(credential::query_with(parts.uri.query(), param, secret))
-        }
-        _ => parts.uri.query().map(str::to_string),
+    let client_query = parts.uri.query().map(str::to_string);
+    let upstream_uri = |secret: Option<&secrecy::SecretString>| -> Result<http::Uri, ProxyError> {
+        let query = match (injection, secret) {
+            (Some(Injection::QueryParam(param)), Some(secret)) => Some(credential::query_with(
+                client_query.as_deref(),
+                param,
+                secret,
+            )),
+            _ => client_query.clone(),
+        };
+        route
+            .upstream_uri(&path.path, query.as_deref())
+            .parse()
+            .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))
     };
-    let uri = route.upstream_uri(&path.path, query.as_deref());
-    parts.uri = uri
-        .parse()
-        .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
+    let uri = upstream_uri(secret.as_ref())?;
+    // A user's vaulted token may be refused before its time (revoked, rotated at the
+    // provider): one refresh and one retry, for requests whose body can be replayed.
+    let retry = match (&route.config.credential, &secret) {
+        (Some(c), Some(token)) if c.flow == Flow::UserFederation => Some((c, token.clone())),
+        _ => None,
+    };
+    parts.uri = uri;
     headers::strip_hop_by_hop(&mut parts.headers, true);
     parts.headers.remove(header::HOST);
     headers::set_forwarded(
@@ -202,20 +215,80 @@ async fn forward(
     parts.version = Version::HTTP_11;
 
     // 6. Forward, bounded by the route's timeout up to the response headers; the body streams.
-    let sent = Instant::now();
-    let upstream_request = Request::from_parts(parts, body::stream(body));
-    let response =
-        tokio::time::timeout(route.config.timeout, route.client.request(upstream_request))
-            .await
-            .map_err(|_| ProxyError::UpstreamTimeout)?
-            .map_err(|e| ProxyError::UpstreamUnavailable(error_chain(&e)))?;
-    route
-        .upstream_duration
-        .observe(sent.elapsed().as_secs_f64());
+    let replay = match &retry {
+        Some(_) => replayable(body).await?,
+        None => Replay::Stream(body),
+    };
+    let (first_body, kept) = match replay {
+        Replay::Stream(body) => (body::stream(body), None),
+        Replay::Buffered(bytes) => (body::full(bytes.clone()), Some(bytes)),
+    };
+    let copy = kept.as_ref().map(|_| copy_parts(&parts));
+    let mut response = send(route, Request::from_parts(parts, first_body)).await?;
+    if response.status() == http::StatusCode::UNAUTHORIZED
+        && let (Some((c, rejected)), Some(bytes), Some(mut parts)) = (retry, kept, copy)
+        && let Some(renewed) =
+            credential::after_rejection(state, runtime, c, &caller, &rejected, request_id).await
+    {
+        tracing::info!(
+            request_id,
+            "upstream refused the vaulted token; retrying once with a refreshed one"
+        );
+        parts.uri = upstream_uri(Some(&renewed))?;
+        if let Some(Injection::Header { name, format }) = injection {
+            credential::inject_header(&mut parts.headers, name, format, &renewed)?;
+        }
+        response = send(route, Request::from_parts(parts, body::full(bytes))).await?;
+    }
 
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(parts, body::stream(body)))
+}
+
+/// Request bodies up to this size are kept so the request can be sent again.
+const MAX_REPLAY_BYTES: u64 = 64 * 1024;
+
+enum Replay {
+    Stream(Incoming),
+    Buffered(bytes::Bytes),
+}
+
+/// Reads a small body of known size into memory (so it can be replayed); any other body
+/// streams through untouched.
+async fn replayable(body: Incoming) -> Result<Replay, ProxyError> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    match body.size_hint().exact() {
+        Some(n) if n <= MAX_REPLAY_BYTES => body
+            .collect()
+            .await
+            .map(|c| Replay::Buffered(c.to_bytes()))
+            .map_err(|_| ProxyError::BadRequest("the request body could not be read")),
+        _ => Ok(Replay::Stream(body)),
+    }
+}
+
+/// The request head again (for a retry).
+fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request.into_parts().0
+}
+
+async fn send(route: &Route, request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
+    let sent = Instant::now();
+    let response = tokio::time::timeout(route.config.timeout, route.client.request(request))
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout)?
+        .map_err(|e| ProxyError::UpstreamUnavailable(error_chain(&e)))?;
+    route
+        .upstream_duration
+        .observe(sent.elapsed().as_secs_f64());
+    Ok(response)
 }
 
 /// `ProxyCredentialUse` for a request that used (or failed to get) an injected credential. A

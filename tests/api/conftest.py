@@ -148,6 +148,15 @@ vendor = "custom"
 discovery_url = "{discovery_url}"
 client_id = "agent-m2m"
 client_secret = "env:M2M_SECRET"
+
+# A proxied route (its upstream is never reached by these tests), so the proxy's metrics
+# have a route to report.
+[[routes]]
+name = "tools"
+path_prefix = "/tools/"
+upstream = "http://127.0.0.1:9/"
+authorizer = "corp"
+workload = "{CONFIG_WORKLOAD}"
 """
 
 

@@ -161,6 +161,8 @@ pub struct Seen {
     pub uri: String,
     pub version: String,
     pub headers: BTreeMap<String, Vec<String>>,
+    /// Bytes of request body received.
+    pub body_len: usize,
 }
 
 impl Seen {
@@ -186,6 +188,7 @@ impl Seen {
 /// - `/slow/{ms}`: answers after that many milliseconds;
 /// - `/sse`: sends one event, waits until `release_sse` is notified, sends a second;
 /// - `/echo-stream`: streams the request body back as it arrives;
+/// - a request whose `Authorization` is in `rejected`: 401;
 /// - anything else: 200 with a JSON [`Seen`], plus a hop-by-hop header named in `Connection`.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -194,6 +197,8 @@ pub struct Upstream {
     pub hits: Arc<std::sync::atomic::AtomicUsize>,
     /// Most `/slow/` requests ever in progress at once.
     pub max_concurrent: Arc<std::sync::atomic::AtomicUsize>,
+    /// `Authorization` values answered with 401 (a token the resource server revoked).
+    pub rejected: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Upstream {
@@ -210,6 +215,8 @@ impl Upstream {
         let counter = hits.clone();
         let concurrency = Arc::new(Concurrency::default());
         let max_concurrent = concurrency.max.clone();
+        let rejected: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let refusals = rejected.clone();
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             loop {
@@ -220,10 +227,16 @@ impl Upstream {
                 let acceptor = acceptor.clone();
                 let counter = counter.clone();
                 let concurrency = concurrency.clone();
+                let refusals = refusals.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: Request<Incoming>| {
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        upstream_handler(req, release.clone(), concurrency.clone())
+                        let refused = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|v| refusals.lock().unwrap().contains(v));
+                        upstream_handler(req, release.clone(), concurrency.clone(), refused)
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -250,6 +263,7 @@ impl Upstream {
             release_sse,
             hits,
             max_concurrent,
+            rejected,
         }
     }
 
@@ -268,8 +282,14 @@ async fn upstream_handler(
     req: Request<Incoming>,
     release_sse: Arc<Notify>,
     concurrency: Arc<Concurrency>,
+    refused: bool,
 ) -> Result<Response<TestBody>, std::io::Error> {
     use std::sync::atomic::Ordering::SeqCst;
+    if refused {
+        let mut response = Response::new(full("token revoked"));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    }
     let path = req.uri().path().to_string();
     if let Some(ms) = path.strip_prefix("/slow/") {
         let now = concurrency.now.fetch_add(1, SeqCst) + 1;

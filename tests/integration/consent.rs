@@ -9,11 +9,12 @@ use keygate::inbound::UserId;
 use crate::common::*;
 use crate::oidc::OidcProvider;
 
-const RETURN_URL: &str = "http://127.0.0.1:1/app/callback";
+pub(crate) const RETURN_URL: &str = "http://127.0.0.1:1/app/callback";
 
-struct Setup {
-    gw: TestGateway,
-    provider: OidcProvider,
+pub(crate) struct Setup {
+    pub(crate) gw: TestGateway,
+    pub(crate) provider: OidcProvider,
+    pub(crate) upstream: Upstream,
     _dir: tempfile::TempDir,
 }
 
@@ -22,7 +23,7 @@ async fn setup() -> Setup {
 }
 
 /// A gateway and provider; with `shim`, the token endpoint is reached through a counting shim.
-async fn setup_with(access_ttl: u64, shim: bool) -> (Setup, Option<CountingShim>) {
+pub(crate) async fn setup_with(access_ttl: u64, shim: bool) -> (Setup, Option<CountingShim>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -72,6 +73,18 @@ provider = "docs"
 flow = "user_federation"
 scopes = ["tools", "offline_access"]
 return_url = "{RETURN_URL}"
+
+[[routes]]
+name = "docs-fresh"
+path_prefix = "/docs-fresh/"
+upstream = "{up}/"
+workload = "agent-one"
+[routes.credential]
+provider = "docs"
+flow = "user_federation"
+scopes = ["tools", "offline_access"]
+return_url = "{RETURN_URL}"
+force_authentication = true
 "#,
         up = upstream.url()
     );
@@ -80,13 +93,14 @@ return_url = "{RETURN_URL}"
         Setup {
             gw,
             provider,
+            upstream,
             _dir: dir,
         },
         shim,
     )
 }
 
-fn user(id: &str) -> UserId {
+pub(crate) fn user(id: &str) -> UserId {
     UserId {
         issuer: None,
         id: id.to_string(),
@@ -94,7 +108,7 @@ fn user(id: &str) -> UserId {
 }
 
 /// Calls the 3LO route as `user`; returns status and body.
-async fn call(setup: &Setup, user_id: &str) -> (StatusCode, http::HeaderMap, String) {
+pub(crate) async fn call(setup: &Setup, user_id: &str) -> (StatusCode, http::HeaderMap, String) {
     let token = setup
         .gw
         .state
@@ -106,7 +120,7 @@ async fn call(setup: &Setup, user_id: &str) -> (StatusCode, http::HeaderMap, Str
 
 /// Runs the browser part: keygate's authorization URL → provider login as `login` → callback.
 /// Returns keygate's final redirect (to the app's return URL).
-async fn consent_as(setup: &Setup, authorization_url: &str, login: &str) -> String {
+pub(crate) async fn consent_as(setup: &Setup, authorization_url: &str, login: &str) -> String {
     let (status, headers, body) = get(authorization_url).await;
     assert_eq!(status, StatusCode::FOUND, "{body}");
     let to_provider = headers["location"].to_str().unwrap().to_string();
@@ -128,7 +142,7 @@ async fn consent_as(setup: &Setup, authorization_url: &str, login: &str) -> Stri
     headers["location"].to_str().unwrap().to_string()
 }
 
-fn challenge(body: &str) -> (String, String) {
+pub(crate) fn challenge(body: &str) -> (String, String) {
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["error"], "consent_required");
     assert_eq!(json["provider"], "docs");

@@ -6,6 +6,7 @@ mod check;
 mod cli_vault;
 mod common;
 mod consent;
+mod consent_edges;
 mod credentials;
 mod deploy;
 mod fake_idp;
