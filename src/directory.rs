@@ -284,6 +284,20 @@ impl Directory {
         Ok(names)
     }
 
+    /// Deletes every token vaulted for `workload` (its users' and its M2M tokens), so a workload
+    /// created later under the same name starts with nothing. Returns how many were deleted.
+    pub async fn purge_workload_tokens(vault: &Vault, workload: &str) -> Result<usize, VaultError> {
+        let mut deleted = 0;
+        for kind in ["oauth_user", "oauth_m2m"] {
+            for owner in vault.owners(kind).await? {
+                if owner.workload == workload && vault.delete(&owner).await? {
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// A provider ready for use, from the config or the API.
     pub async fn provider(
         &self,

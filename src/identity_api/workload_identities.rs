@@ -223,5 +223,7 @@ pub async fn delete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     {
         return Err(not_found(&input.name));
     }
+    let purged = Directory::purge_workload_tokens(call.state.vault(), &input.name).await?;
+    tracing::info!(workload = %input.name, purged, "workload identity deleted with its vaulted tokens");
     Ok(Reply::no_content())
 }

@@ -126,7 +126,68 @@ async fn suite(url: &str) {
     assert_eq!(changed.len(), 1 + 1 + 40 + 1 + 1 + 1);
     let (again, none) = store.changes_since(newest).await.unwrap();
     assert_eq!((again, none.len()), (newest, 0));
+
+    conditional_writes(&store, &r).await;
     store.close().await;
+}
+
+/// Create-if-absent (API names), compare-and-swap by record version (one-time consent
+/// completion, API updates) and listing one kind's owners.
+async fn conditional_writes(store: &Store, r: &KeyRing) {
+    let named = |name: &str| Owner {
+        kind: "workload_identity",
+        workload: name.into(),
+        user_issuer: String::new(),
+        user_id: String::new(),
+        provider: String::new(),
+        qualifier: String::new(),
+    };
+    let first = entry(r, &named("agent-b"), "one");
+    assert!(store.insert_new(&first).await.unwrap());
+    assert!(
+        !store
+            .insert_new(&entry(r, &named("agent-b"), "two"))
+            .await
+            .unwrap()
+    );
+    let kept = store.get(&named("agent-b")).await.unwrap().unwrap();
+    assert_eq!(
+        seal::open(r, &named("agent-b"), 7, &kept.sealed).unwrap(),
+        b"one"
+    );
+    assert!(
+        store
+            .insert_new(&entry(r, &named("agent-a"), "a"))
+            .await
+            .unwrap()
+    );
+
+    // Only a writer holding the current version replaces the record.
+    let mut next = entry(r, &named("agent-b"), "three");
+    next.version = 8;
+    next.sealed = seal::seal(r, &named("agent-b"), 8, b"three").unwrap();
+    assert!(!store.replace_version(&next, 6).await.unwrap());
+    assert!(store.replace_version(&next, 7).await.unwrap());
+    assert!(
+        !store.replace_version(&next, 7).await.unwrap(),
+        "a second writer at 7 loses"
+    );
+    let now = store.get(&named("agent-b")).await.unwrap().unwrap();
+    assert_eq!(now.version, 8);
+    assert_eq!(
+        seal::open(r, &named("agent-b"), 8, &now.sealed).unwrap(),
+        b"three"
+    );
+
+    let owners = store.owners_of_kind("workload_identity").await.unwrap();
+    assert_eq!(owners, vec![named("agent-a"), named("agent-b")]);
+    assert!(
+        store
+            .owners_of_kind("credential_provider")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
