@@ -81,6 +81,25 @@ pub async fn refresh(
     request_id: &str,
     rejected: Option<&str>,
 ) -> Result<Arc<SecretString>, RefreshError> {
+    // One refresh per token across the fleet: replicas take turns, and whoever comes second
+    // finds the refreshed token below and uses it.
+    let lock = state
+        .vault()
+        .lock(owner)
+        .await
+        .map_err(RefreshError::Vault)?;
+    let result = refresh_locked(state, client, owner, request_id, rejected).await;
+    lock.release().await;
+    result
+}
+
+async fn refresh_locked(
+    state: &AppState,
+    client: &OAuthClient,
+    owner: &Owner,
+    request_id: &str,
+    rejected: Option<&str>,
+) -> Result<Arc<SecretString>, RefreshError> {
     let vault = state.vault();
     let current = vault.get_fresh(owner).await.map_err(RefreshError::Vault)?;
     let Some(Credential::OAuth(tokens)) = current.as_deref() else {

@@ -98,7 +98,22 @@ impl M2mTokens {
             .await
     }
 
+    /// One fetch per token across the fleet: under the vault's lock, whoever comes second finds
+    /// the first one's token in the vault.
     async fn fetch(
+        &self,
+        vault: &Vault,
+        client: &OAuthClient,
+        owner: Owner,
+        scopes: &[String],
+    ) -> Result<Arc<CachedToken>, CredentialError> {
+        let lock = vault.lock(&owner).await?;
+        let result = self.fetch_locked(vault, client, owner, scopes).await;
+        lock.release().await;
+        result
+    }
+
+    async fn fetch_locked(
         &self,
         vault: &Vault,
         client: &OAuthClient,
@@ -107,7 +122,7 @@ impl M2mTokens {
     ) -> Result<Arc<CachedToken>, CredentialError> {
         let now = store::now();
         // Another replica (or an earlier run) may have a good one in the vault.
-        if let Some(stored) = vault.get(&owner).await?
+        if let Some(stored) = vault.get_fresh(&owner).await?
             && let Credential::OAuth(tokens) = &*stored
         {
             let expires_at = tokens.expires_at.unwrap_or(now + DEFAULT_LIFETIME);

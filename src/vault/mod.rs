@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 
 /// Longest a decrypted value stays cached, whatever its expiry.
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Longest a request waits for another replica's refresh of the same token.
+const LOCK_WAIT: Duration = Duration::from_secs(15);
 /// Change-log rows older than this are pruned.
 const CHANGE_LOG_RETENTION_SECS: i64 = 3600;
 
@@ -103,7 +105,23 @@ pub struct Rotation {
     pub raced: usize,
 }
 
+/// A fleet-wide lock from [`Vault::lock`]; release it when the work is done.
+pub struct VaultLock {
+    lock: store::StoreLock,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl VaultLock {
+    pub async fn release(self) {
+        self.lock.release().await;
+    }
+}
+
+/// Fleet-wide locks one replica holds at once (each holds a database connection).
+const LOCK_SLOTS: usize = 4;
+
 pub struct Vault {
+    lock_slots: Arc<tokio::sync::Semaphore>,
     store: Store,
     ring: ArcSwap<KeyRing>,
     cache: Cache<Owner, Arc<Credential>>,
@@ -121,6 +139,7 @@ impl Vault {
         let store = Store::open(&config.store).await?;
         let last_change = store.latest_change().await?;
         Ok(Arc::new(Vault {
+            lock_slots: Arc::new(tokio::sync::Semaphore::new(LOCK_SLOTS)),
             store,
             ring: ArcSwap::from_pointee(ring),
             cache: Cache::builder()
@@ -360,12 +379,34 @@ impl Vault {
         for owner in &owners {
             self.cache.invalidate(owner).await;
         }
-        self.last_change.store(newest, Ordering::Release);
+        self.last_change.fetch_max(newest, Ordering::AcqRel);
         Ok(owners.len())
     }
 
-    /// Follows the store's change log every `every` until the vault is dropped.
+    /// Forgets every cached value (after notifications may have been missed).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Holds the fleet-wide lock on `owner` (see [`Store::lock`]) for work that must happen once
+    /// across replicas, such as refreshing a token.
+    pub async fn lock(&self, owner: &Owner) -> Result<VaultLock, VaultError> {
+        // Each lock holds a database connection while its holder needs another for the work:
+        // a bounded number of holders keeps the pool from running dry.
+        let permit = tokio::time::timeout(LOCK_WAIT, self.lock_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out waiting for a vault lock".into()))?
+            .map_err(|_| StoreError::Unavailable("vault closed".into()))?;
+        Ok(VaultLock {
+            lock: self.store.lock(owner, LOCK_WAIT).await?,
+            _permit: permit,
+        })
+    }
+
+    /// Follows the store's change log every `every` until the vault is dropped, and on
+    /// PostgreSQL also listens for change notifications, which invalidate at once.
     pub fn spawn_change_watcher(self: &Arc<Self>, every: Duration) {
+        self.spawn_change_listener();
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
@@ -381,6 +422,67 @@ impl Vault {
                 }
             }
         });
+    }
+
+    /// PostgreSQL `LISTEN`: each notification reads the change log at once. A lost connection
+    /// is re-established (by sqlx, with back-off); as notifications may have been missed
+    /// meanwhile, the whole cache is dropped and the log read again.
+    fn spawn_change_listener(self: &Arc<Self>) {
+        if !matches!(self.store, Store::Postgres(_)) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut listener = None;
+            loop {
+                let Some(vault) = weak.upgrade() else { return };
+                if listener.is_none() {
+                    match vault.store.change_listener().await {
+                        Ok(l) => {
+                            listener = l;
+                            vault.resync("listening for vault changes").await;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot listen for vault changes; polling only until it can");
+                            drop(vault);
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(active) = listener.as_mut() else {
+                    return;
+                };
+                drop(vault);
+                // Wakes at least every few seconds to notice the vault being dropped.
+                let received =
+                    tokio::time::timeout(Duration::from_secs(5), active.try_recv()).await;
+                let Some(vault) = weak.upgrade() else { return };
+                match received {
+                    Err(_elapsed) => {}
+                    Ok(Ok(Some(_notification))) => {
+                        if let Err(error) = vault.sync_changes().await {
+                            tracing::warn!(%error, "vault change log not read after a notification");
+                        }
+                    }
+                    // The connection dropped; the next receive reconnects.
+                    Ok(Ok(None)) => vault.resync("vault change notifications resumed").await,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "vault change listener failed; reconnecting");
+                        listener = None;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn resync(&self, why: &str) {
+        self.invalidate_all();
+        match self.sync_changes().await {
+            Ok(_) => tracing::info!("{why}; cache resynchronised"),
+            Err(error) => tracing::warn!(%error, "{why}; change log not read yet"),
+        }
     }
 
     /// Re-seals every record not sealed by the current key (compare-and-swap per record, so

@@ -82,7 +82,22 @@ const MIGRATIONS: &[Migration] = &[
             user_issuer TEXT NOT NULL, user_id TEXT NOT NULL, provider TEXT NOT NULL, qualifier TEXT NOT NULL,
             changed_at BIGINT NOT NULL)",
     },
+    // PostgreSQL tells every listening replica about each change as it commits (LISTEN
+    // keygate_vault), so caches are invalidated in milliseconds; the change log stays the
+    // durable record that polling and resyncs read.
+    Migration {
+        version: 3,
+        sqlite: "SELECT 1",
+        postgres: "CREATE OR REPLACE FUNCTION keygate_vault_notify() RETURNS trigger AS $$
+            BEGIN PERFORM pg_notify('keygate_vault', NEW.seq::text); RETURN NEW; END;
+            $$ LANGUAGE plpgsql;
+            CREATE TRIGGER keygate_vault_changed AFTER INSERT ON vault_changes
+            FOR EACH ROW EXECUTE FUNCTION keygate_vault_notify();",
+    },
 ];
+
+/// The channel PostgreSQL notifies on every vault change.
+pub const CHANGE_CHANNEL: &str = "keygate_vault";
 
 const RECORD_CHANGE: &str = "INSERT INTO vault_changes (kind, workload, user_issuer, user_id, provider, qualifier, changed_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -149,6 +164,37 @@ macro_rules! record_change {
             .execute(&mut *$tx)
             .await?
     };
+}
+
+/// A fleet-wide lock held until [`StoreLock::release`] (or drop, which releases it when the
+/// connection is next used).
+pub struct StoreLock {
+    tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+impl StoreLock {
+    pub async fn release(mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.rollback().await;
+        }
+    }
+}
+
+/// The advisory-lock key of an owner: 64 bits of a SHA-256 over its fields.
+fn lock_key(owner: &Owner) -> i64 {
+    let text = format!(
+        "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+        owner.kind,
+        owner.workload,
+        owner.user_issuer,
+        owner.user_id,
+        owner.provider,
+        owner.qualifier
+    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(bytes)
 }
 
 #[derive(Clone)]
@@ -232,7 +278,7 @@ impl Store {
                         .map(|row| row.try_get(0))
                         .transpose()?;
                 if applied.is_none() {
-                    sqlx::query(sql).execute(&mut *tx).await?;
+                    sqlx::raw_sql(sql).execute(&mut *tx).await?;
                     sqlx::query("INSERT INTO keygate_schema (version, applied_at) VALUES ($1, $2)")
                         .bind(migration.version)
                         .bind(now())
@@ -415,6 +461,41 @@ impl Store {
             tx.commit().await?;
             Ok(Some(entry_from_row!(row, owner.clone())))
         })
+    }
+
+    /// Holds a fleet-wide lock on `owner` until released (PostgreSQL: a transaction-scoped
+    /// advisory lock, so replicas refreshing the same token take turns; waits at most `wait`).
+    /// SQLite serves one process, whose callers already merge concurrent work: no lock.
+    pub async fn lock(&self, owner: &Owner, wait: Duration) -> Result<StoreLock, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(StoreLock { tx: None }),
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(&format!(
+                    "SET LOCAL lock_timeout = '{}ms'",
+                    wait.as_millis()
+                ))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(lock_key(owner))
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(StoreLock { tx: Some(tx) })
+            }
+        }
+    }
+
+    /// A listener for change notifications (PostgreSQL only).
+    pub async fn change_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(CHANGE_CHANNEL).await?;
+                Ok(Some(listener))
+            }
+        }
     }
 
     /// Whether the database answers (for readiness), within `timeout`.

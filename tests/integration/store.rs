@@ -42,10 +42,10 @@ fn seal_now() -> i64 {
 
 async fn suite(url: &str) {
     let store = Store::open(url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     // Opening again (a restart, another replica) migrates nothing twice.
     let again = Store::open(url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(again.schema_version().await.unwrap(), 3);
     again.close().await;
     let start = store.latest_change().await.unwrap();
 

@@ -539,3 +539,74 @@ async fn readiness_follows_the_vault_store_and_recovers_by_itself() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Two replicas on one PostgreSQL: a write on one reaches the other's cache through LISTEN/NOTIFY,
+/// long before the change-log poll (set to a minute here) would. The poll remains the safety net.
+#[tokio::test]
+async fn postgres_notifications_invalidate_other_replicas_at_once() {
+    let backend = Backend::postgres().await;
+    let (a, _) = backend.vault("vault.key", &[]).await;
+    let (b, _) = backend.vault("vault.key", &[]).await;
+    b.spawn_change_watcher(std::time::Duration::from_secs(60));
+    a.put(&user("alice"), &tokens("at-1")).await.unwrap();
+    // b caches alice's token (after its listener is up: give it a moment to LISTEN).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        access(&b.get(&user("alice")).await.unwrap().unwrap()),
+        "at-1"
+    );
+
+    a.put(&user("alice"), &tokens("at-2")).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let seen = access(&b.get(&user("alice")).await.unwrap().unwrap());
+        if seen == "at-2" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "replica b still serves {seen}: no notification arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    a.delete(&user("alice")).await.unwrap();
+    let started = std::time::Instant::now();
+    while b.get(&user("alice")).await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "revoke not seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The fleet-wide lock: two replicas asking for the same owner take turns; different owners do
+/// not wait for each other.
+#[tokio::test]
+async fn postgres_locks_serialise_work_on_one_owner_across_replicas() {
+    let backend = Backend::postgres().await;
+    let (a, _) = backend.vault("vault.key", &[]).await;
+    let (b, _) = backend.vault("vault.key", &[]).await;
+    let held = a.lock(&user("alice")).await.unwrap();
+    // Another owner is free.
+    let other = tokio::time::timeout(std::time::Duration::from_secs(2), b.lock(&user("bob")))
+        .await
+        .expect("a lock on bob must not wait for alice's")
+        .unwrap();
+    other.release().await;
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let lock = b.lock(&user("alice")).await.unwrap();
+        let waited = started.elapsed();
+        lock.release().await;
+        waited
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "b got alice's lock while a held it");
+    held.release().await;
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .expect("b never got the lock after a released it")
+        .unwrap();
+    assert!(waited >= std::time::Duration::from_millis(500));
+}
