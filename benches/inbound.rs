@@ -84,6 +84,7 @@ fn authorizer(case: &Case, decoding: DecodingKey, cache_capacity: u64) -> Author
         user_claim: "sub".into(),
         leeway: Duration::from_secs(60),
         custom_claims: vec![],
+        cache_verified_tokens: cache_capacity > 0,
     };
     let client = keygate::proxy::upstream::client(None).unwrap();
     let source = KeySource::new(config.discovery_url.clone(), client);

@@ -289,7 +289,11 @@ fn build_authorizers(
             Arc::new(Authorizer::new(
                 authorizer.clone(),
                 source,
-                VERIFIED_CACHE_CAPACITY,
+                if authorizer.cache_verified_tokens {
+                    VERIFIED_CACHE_CAPACITY
+                } else {
+                    0
+                },
             )),
         );
     }

@@ -454,6 +454,7 @@ impl Checker {
                 DEFAULT_LEEWAY,
             ),
             custom_claims,
+            cache_verified_tokens: raw.cache_verified_tokens.unwrap_or(true),
         })
     }
 

@@ -126,6 +126,8 @@ pub struct AuthorizerConfig {
     pub user_claim: String,
     pub leeway: Duration,
     pub custom_claims: Vec<ClaimRule>,
+    /// Verified tokens are cached (by digest, until `exp`) unless this is false.
+    pub cache_verified_tokens: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,6 +89,8 @@ pub struct RawAuthorizer {
     pub leeway: Option<String>,
     #[serde(default)]
     pub custom_claims: Vec<RawCustomClaim>,
+    /// Keep verified tokens until they expire (default true); off re-verifies every request.
+    pub cache_verified_tokens: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -334,6 +334,22 @@ def browser(oidc, keygate):
     return helpers.Browser(oidc.issuer, keygate.url)
 
 
+@pytest.fixture
+def app(keygate):
+    """The agent's web app at its return URL `app.url` (helpers.ReturnApp), on a free port: it
+    confirms each session that comes back to it for its signed-in user with AWS's SDK,
+    `IdentityClient(REGION).complete_resource_token_auth(session_id, UserIdIdentifier(...))`."""
+    from bedrock_agentcore.services.identity import IdentityClient, UserIdIdentifier
+
+    client = IdentityClient(REGION)  # made once, as a web app would at start-up
+
+    def complete(session_id: str, user: str) -> None:
+        client.complete_resource_token_auth(session_id, UserIdIdentifier(user_id=user))
+
+    with helpers.ReturnApp(complete) as web_app:
+        yield web_app
+
+
 @pytest.fixture(scope="session")
 def user_token(oidc, keygate):
     """user_token(login) -> a real user JWT (aud "agents") from the OpenID provider; cached."""

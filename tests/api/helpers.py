@@ -7,10 +7,13 @@ OpenID provider from tests/oidc (npm `oidc-provider`).
 import base64
 import datetime
 import hashlib
+import http.cookies
 import json
 import secrets
 import socket
+import threading
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import requests
@@ -33,6 +36,8 @@ API_SECRET = "sigv4-" + secrets.token_hex(20)  # [[api.credentials]] secret_acce
 WEATHER_KEY = "weather-" + secrets.token_hex(16)  # the config-defined api_key provider's key
 WEB_SECRET = "web-secret"  # tests/oidc/provider.mjs: the web-app client (auth code + PKCE)
 M2M_SECRET = "m2m-secret"  # tests/oidc/provider.mjs: the agent-m2m client (client credentials)
+# tests/oidc/provider.mjs: the agent-m2m-post client (client credentials, client_secret_post only)
+M2M_POST_SECRET = "m2m-post-secret"
 
 
 def free_port() -> int:
@@ -67,7 +72,7 @@ def query_of(url: str) -> dict:
 # --- SigV4 requests built by hand ---------------------------------------------------------------
 
 
-def signed_request(
+def signed_parts(
     base_url: str,
     path: str,
     body,
@@ -76,15 +81,14 @@ def signed_request(
     access_key: str = ACCESS_KEY_ID,
     region: str = REGION,
     signed_at: datetime.datetime | None = None,
-    send_body: bytes | None = None,
     sign: bool = True,
-) -> requests.Response:
-    """POSTs `body` (a dict, sent as JSON, or bytes) to `path`, signed with SigV4 exactly as
-    botocore signs (service `bedrock-agentcore`).
+) -> tuple[dict, bytes]:
+    """The headers and body of a POST of `body` (a dict, sent as JSON, or bytes) to `path`,
+    signed with SigV4 exactly as botocore signs (service `bedrock-agentcore`).
 
     `signed_at` signs with that time instead of now (botocore.auth takes the time from
-    `get_current_datetime`, patched here). `send_body` sends other bytes than the ones signed.
-    `sign=False` sends the request with no signature at all.
+    `get_current_datetime`, patched here for the whole process: sign such requests before
+    sending others from several threads). `sign=False` leaves the request unsigned.
     """
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = AWSRequest(
@@ -106,9 +110,23 @@ def signed_request(
                 signer.add_auth(request)
     prepared = request.prepare()
     headers = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+    return headers, prepared.body
+
+
+def signed_request(
+    base_url: str,
+    path: str,
+    body,
+    *,
+    send_body: bytes | None = None,
+    **signing,
+) -> requests.Response:
+    """POSTs `body` to `path`, signed as `signed_parts` signs it (its keyword arguments apply).
+    `send_body` sends other bytes than the ones signed."""
+    headers, data = signed_parts(base_url, path, body, **signing)
     return requests.post(
         base_url + path,
-        data=send_body if send_body is not None else prepared.body,
+        data=send_body if send_body is not None else data,
         headers=headers,
         timeout=HTTP_TIMEOUT,
     )
@@ -145,7 +163,8 @@ class Browser:
     OpenID provider's login and consent pages (devInteractions), keeping cookies.
 
     Stops at the first URL that belongs to neither (the app's return URL, or a client's
-    redirect URI) and returns it without fetching it.
+    redirect URI) and returns it; fetches it too (one GET, kept in `app_response`) only when
+    asked to with `follow_to_app`, as a real browser lands on the app.
     """
 
     def __init__(self, issuer: str, keygate_url: str):
@@ -155,16 +174,22 @@ class Browser:
         # Node may close a kept-alive connection between the steps: one connection per step.
         self.session.headers["Connection"] = "close"
         self.visited: list[tuple[str, int, str | None]] = []
+        self.app_response: requests.Response | None = None
 
     def _ours(self, url: str) -> bool:
         return url.startswith(self.issuer + "/") or url.startswith(
             self.keygate_url + "/identities/oauth2/"
         )
 
-    def drive(self, url: str, login: str) -> str:
+    def drive(self, url: str, login: str, *, follow_to_app: bool = False) -> str:
         form = None
         for _ in range(30):
             if not self._ours(url):
+                if follow_to_app:
+                    response = self.session.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT)
+                    location = response.headers.get("Location")
+                    self.visited.append((url, response.status_code, location))
+                    self.app_response = response
                 return url
             if form is not None:
                 response = self.session.post(
@@ -187,6 +212,96 @@ class Browser:
             else:
                 form = {"prompt": "consent"}
         raise AssertionError(f"the consent dance did not end: {self.visited}")
+
+
+# --- The agent's web app at its return URL ------------------------------------------------------
+
+
+class ReturnApp:
+    """The agent's own web app, serving its return URL: http.server in a thread on 127.0.0.1
+    (a free port). Use it as a context manager.
+
+    `GET /sign-in?user=U` signs a browser in (a cookie, path /cb, so it never reaches keygate or
+    the provider on the same host). `GET /cb` is where keygate's final redirect lands after
+    consent: the app reads `session_id` from the query and confirms the session for the user
+    signed in to it with `complete(session_id, user)`, then answers 200 "signed in" (401 with
+    nobody signed in, 400 without a session id, 502 when `complete` raises). Every visit to /cb
+    is kept in `returns` as {"query", "user", "status", "error"}.
+    """
+
+    COOKIE = "app_user"
+
+    def __init__(self, complete):
+        self.complete = complete
+        self.returns: list[dict] = []
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                app._handle(self)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = self.base_url + "/cb"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> "ReturnApp":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def sign_in(self, session: requests.Session, user: str) -> None:
+        """Signs the browser with this `session` in to the app as `user`."""
+        response = session.get(
+            self.base_url + "/sign-in", params={"user": user}, timeout=HTTP_TIMEOUT
+        )
+        assert response.status_code == 200, response.text
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        parts = urllib.parse.urlsplit(request.path)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        if parts.path == "/sign-in" and query.get("user"):
+            cookie = f"{self.COOKIE}={urllib.parse.quote(query['user'])}; Path=/cb; HttpOnly"
+            return self._answer(request, 200, "welcome", cookie)
+        if parts.path != "/cb":
+            return self._answer(request, 404, "not found")
+        cookies = http.cookies.SimpleCookie(request.headers.get("Cookie", ""))
+        user = urllib.parse.unquote(cookies[self.COOKIE].value) if self.COOKIE in cookies else None
+        visit = {"query": query, "user": user, "status": None, "error": None}
+        self.returns.append(visit)
+        if user is None:
+            visit["status"] = 401
+            return self._answer(request, 401, "not signed in")
+        if "session_id" not in query:
+            visit["status"] = 400
+            return self._answer(request, 400, "no session_id")
+        try:
+            self.complete(query["session_id"], user)
+        except Exception as error:  # the test reads it from `returns`
+            visit["status"], visit["error"] = 502, error
+            return self._answer(request, 502, f"could not complete the session: {error}")
+        visit["status"] = 200
+        self._answer(request, 200, "signed in")
+
+    @staticmethod
+    def _answer(request, status: int, text: str, cookie: str | None = None) -> None:
+        body = text.encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "text/plain; charset=utf-8")
+        request.send_header("Content-Length", str(len(body)))
+        if cookie:
+            request.send_header("Set-Cookie", cookie)
+        request.end_headers()
+        request.wfile.write(body)
 
 
 def user_jwt(issuer: str, keygate_url: str, login: str) -> str:

@@ -7,9 +7,18 @@ import secrets
 import uuid
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
-from helpers import ACCOUNT_ID, REGION, assert_aws_error, client_error
+from helpers import (
+    ACCOUNT_ID,
+    HTTP_TIMEOUT,
+    M2M_POST_SECRET,
+    REGION,
+    assert_aws_error,
+    client_error,
+    jwt_claims,
+)
 
 ARN = f"arn:aws:bedrock-agentcore:{REGION}:{ACCOUNT_ID}"
 WORKLOAD_ARN = f"{ARN}:workload-identity-directory/default/workload-identity/"
@@ -378,6 +387,76 @@ def test_duplicate_oauth2_provider_conflicts(cp, oidc, custom_provider):
     raises("ConflictException", 409, cp.delete_oauth2_credential_provider, name="idp")
 
 
+@pytest.fixture
+def explicit_endpoints_provider(cp, oidc, unique):
+    """A CustomOauth2 provider given the OpenID provider's endpoints themselves (no discovery
+    URL), for its `agent-m2m-post` client, which the provider accepts with client_secret_post
+    only. Yields (name, the metadata given, the create response)."""
+    discovery = requests.get(oidc.discovery_url, timeout=HTTP_TIMEOUT).json()
+    metadata = {
+        "issuer": discovery["issuer"],
+        "authorizationEndpoint": discovery["authorization_endpoint"],
+        "tokenEndpoint": discovery["token_endpoint"],
+    }
+    assert metadata["issuer"] == oidc.issuer, discovery
+    name = unique("explicit")
+    created = cp.create_oauth2_credential_provider(
+        name=name,
+        credentialProviderVendor="CustomOauth2",
+        oauth2ProviderConfigInput={
+            "customOauth2ProviderConfig": {
+                "oauthDiscovery": {"authorizationServerMetadata": metadata},
+                "clientId": "agent-m2m-post",
+                "clientSecret": M2M_POST_SECRET,
+                "clientAuthenticationMethod": "CLIENT_SECRET_POST",
+            }
+        },
+    )
+    yield name, metadata, created
+    try:
+        cp.delete_oauth2_credential_provider(name=name)
+    except ClientError:
+        pass
+
+
+def test_m2m_through_explicit_endpoints_and_client_secret_post(
+    dp, oidc, wat, explicit_endpoints_provider
+):
+    name, _, created = explicit_endpoints_provider
+    assert status(created) == 201
+    response = dp.get_resource_oauth2_token(
+        workloadIdentityToken=wat(),
+        resourceCredentialProviderName=name,
+        scopes=["tools"],
+        oauth2Flow="M2M",
+    )
+    assert "authorizationUrl" not in response
+    claims = jwt_claims(response["accessToken"])
+    assert (claims["iss"], claims["client_id"]) == (oidc.issuer, "agent-m2m-post")
+    assert claims["aud"] == "agents"
+    assert "tools" in claims["scope"].split()
+
+
+def test_explicit_endpoints_are_reported_back_never_the_secret(
+    cp, raw, explicit_endpoints_provider
+):
+    name, metadata, created = explicit_endpoints_provider
+    got = cp.get_oauth2_credential_provider(name=name)
+    assert got["credentialProviderVendor"] == "CustomOauth2"
+    for response in (created, got):
+        config = response["oauth2ProviderConfigOutput"]["customOauth2ProviderConfig"]
+        assert config["clientId"] == "agent-m2m-post"
+        assert config["clientAuthenticationMethod"] == "CLIENT_SECRET_POST"
+        discovery = config["oauthDiscovery"]
+        assert "discoveryUrl" not in discovery, discovery
+        reported = discovery["authorizationServerMetadata"]
+        assert {key: reported.get(key) for key in metadata} == metadata, reported
+        assert M2M_POST_SECRET not in json.dumps(response, default=str)
+    by_hand = raw("/identities/GetOauth2CredentialProvider", {"name": name})
+    assert by_hand.status_code == 200, by_hand.text
+    assert M2M_POST_SECRET not in by_hand.text
+
+
 def test_github_provider_gets_githubs_endpoints(cp, unique):
     name = unique("github")
     secret = "gh-secret-" + secrets.token_hex(8)
@@ -469,3 +548,24 @@ def test_service_managed_key_is_accepted(cp):
     assert status(response) == 200
     assert response["tokenVaultId"] == "default"
     assert response["kmsConfiguration"]["keyType"] == "ServiceManagedKey"
+
+
+def test_secrets_given_to_the_api_are_sealed_at_rest(keygate, cp, unique):
+    """The vault's files never hold an API key or a client secret in clear: they are sealed
+    (AES-256-GCM) before they reach SQLite, its WAL included."""
+    api_key = "at-rest-key-" + secrets.token_hex(16)
+    client_secret = "at-rest-secret-" + secrets.token_hex(16)
+    cp.create_api_key_credential_provider(name=unique("sealed"), apiKey=api_key)
+    cp.create_oauth2_credential_provider(
+        name=unique("sealed"),
+        credentialProviderVendor="GoogleOauth2",
+        oauth2ProviderConfigInput={
+            "googleOauth2ProviderConfig": {"clientId": "c", "clientSecret": client_secret}
+        },
+    )
+    files = [p for p in keygate.folder.iterdir() if p.name.startswith("keygate.db")]
+    assert files, list(keygate.folder.iterdir())
+    for path in files:
+        data = path.read_bytes()
+        for secret in (api_key, client_secret):
+            assert secret.encode() not in data, f"{secret} in clear in {path.name}"

@@ -38,7 +38,7 @@ def local_identity() -> dict:
     return json.loads(Path(".agentcore.json").read_text())
 
 
-def set_up_workload(sdk, cp) -> dict:
+def set_up_workload(sdk, cp, return_url: str = RETURN_URL) -> dict:
     """What a user does before 3LO works locally: a first decorated call creates the workload
     identity (and `.agentcore.json`); then the app's return URL is registered for it."""
 
@@ -49,7 +49,7 @@ def set_up_workload(sdk, cp) -> dict:
     assert first_call() == WEATHER_KEY
     identity = local_identity()
     cp.update_workload_identity(
-        name=identity["workload_identity_name"], allowedResourceOauth2ReturnUrls=[RETURN_URL]
+        name=identity["workload_identity_name"], allowedResourceOauth2ReturnUrls=[return_url]
     )
     return identity
 
@@ -129,6 +129,44 @@ def test_requires_access_token_user_federation(sdk, cp, oidc, browser):
     # Vaulted: no new authorization URL, the same token.
     assert asyncio.run(read_profile()) == token
     assert len(finals) == 1
+
+
+def test_user_federation_completed_by_the_app_at_the_return_url(sdk, cp, oidc, browser, app):
+    # The agent's web app serves the return URL; on_auth_url only plays the user's browser.
+    identity = set_up_workload(sdk, cp, return_url=app.url)
+    user_id = identity["user_id"]
+    app.sign_in(browser.session, user_id)
+    auth_urls: list[str] = []
+
+    def on_auth_url(url: str) -> None:
+        auth_urls.append(url)
+        browser.drive(url, login=user_id, follow_to_app=True)
+
+    @sdk.requires_access_token(
+        provider_name="idp",
+        scopes=["openid"],
+        auth_flow="USER_FEDERATION",
+        on_auth_url=on_auth_url,
+        callback_url=app.url,
+    )
+    async def read_profile(*, access_token: str) -> str:
+        return access_token
+
+    token = asyncio.run(read_profile())
+    assert len(auth_urls) == 1
+    landed = browser.app_response
+    assert (landed.status_code, landed.text) == (200, "signed in"), app.returns
+    assert len(app.returns) == 1, app.returns
+    visit = app.returns[0]
+    assert visit["user"] == user_id and visit["error"] is None, visit
+    # The session the app confirmed is the one the SDK was handed and then polled.
+    assert visit["query"]["session_id"] == query_of(auth_urls[0])["request_uri"], visit
+    claims = jwt_claims(token)
+    assert (claims["iss"], claims["sub"]) == (oidc.issuer, user_id)
+
+    # Vaulted: no new authorization URL, no new visit to the app, the same token.
+    assert asyncio.run(read_profile()) == token
+    assert len(auth_urls) == 1 and len(app.returns) == 1
 
 
 def test_force_authentication_asks_again(sdk, cp, browser):

@@ -233,3 +233,19 @@ def test_only_the_sessions_user_may_poll_it(dp, wat, user):
         resourceOauth2ReturnUrl=RETURN_URL,
         sessionUri=started["sessionUri"],
     )
+
+
+def test_a_recreated_workload_does_not_inherit_the_deleted_ones_tokens(cp, dp, browser, wat, user, unique):
+    name = unique("recreated")
+    cp.create_workload_identity(name=name, allowedResourceOauth2ReturnUrls=[RETURN_URL])
+    token = wat(workload=name, user_id=user)
+    started = request_token(dp, token)
+    browser.drive(started["authorizationUrl"], login=user)
+    dp.complete_resource_token_auth(sessionUri=started["sessionUri"], userIdentifier={"userId": user})
+    assert "accessToken" in request_token(dp, token)
+
+    # Deleted and created again under the same name: a different agent, with nothing vaulted.
+    cp.delete_workload_identity(name=name)
+    raises("UnauthorizedException", 401, request_token, dp=dp, wat=token)
+    cp.create_workload_identity(name=name, allowedResourceOauth2ReturnUrls=[RETURN_URL])
+    assert_in_progress(request_token(dp, wat(workload=name, user_id=user)))

@@ -703,3 +703,30 @@ async fn a_rotated_signing_key_is_used_after_reload_and_old_tokens_stay_valid() 
     let jwks: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_verified_token_cache_can_be_turned_off() {
+    let key = SigningKey::generate("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let upstream = Upstream::start().await;
+    let token = key.sign_raw(ES256_K1, &good_claims(&idp).to_string());
+    let digest = keygate::inbound::verified_cache::digest(&token);
+    for (setting, cached) in [("", true), ("cache_verified_tokens = false\n", false)] {
+        let toml = config(&idp, &upstream).replacen(
+            "allowed_audience = [\"agents\"]\n",
+            &format!("allowed_audience = [\"agents\"]\n{setting}"),
+            1,
+        );
+        let gw = TestGateway::start(&toml).await;
+        for _ in 0..2 {
+            let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let runtime = gw.state.runtime();
+        assert_eq!(
+            runtime.authorizers["corp"].cached(&digest).is_some(),
+            cached,
+            "{setting}"
+        );
+    }
+}
