@@ -1,6 +1,6 @@
 //! The audit log: one JSON object per line (`time`, `event`, `requestId`, `workload`, `user`,
-//! `provider`, `outcome`, `reason`, `sourceIp`), appended by a background writer in batches and
-//! flushed every 200 ms while there is something to flush, and at shutdown. Recording never blocks
+//! `provider`, `outcome`, `reason`, `sourceIp`), appended by a writer thread in batches and
+//! flushed whenever its queue runs empty (at least every 200 ms under load), and at shutdown. Recording never blocks
 //! a request: the queue is bounded, and when it is full the request is refused (503) rather
 //! than served unaudited, and that is counted. The file is reopened on SIGHUP for log rotation.
 //! No secret is ever written: events carry names and ids only.
@@ -122,43 +122,13 @@ pub struct Audit {
 impl Audit {
     /// Starts the writer for `config`; `refused` counts events refused because the queue was full.
     pub fn start(config: &AuditConfig, refused: Option<IntCounter>) -> std::io::Result<Audit> {
-        let mut sink = Sink::open(&config.sink)?;
-        let (tx, mut rx) = mpsc::channel(config.queue_capacity);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-            let mut dirty = false;
-            loop {
-                tokio::select! {
-                    received = rx.recv_many(&mut batch, BATCH) => {
-                        if received == 0 {
-                            break;
-                        }
-                        for message in batch.drain(..) {
-                            match message {
-                                Message::Event(event) => {
-                                    sink.write(&event);
-                                    dirty = true;
-                                }
-                                Message::Flush(done) => {
-                                    sink.flush();
-                                    dirty = false;
-                                    let _ = done.send(());
-                                }
-                                Message::Reopen => sink.reopen(),
-                            }
-                        }
-                    }
-                    _ = tick.tick() => {
-                        if dirty {
-                            sink.flush();
-                            dirty = false;
-                        }
-                    }
-                }
-            }
-            sink.flush();
-        });
+        let sink = Sink::open(&config.sink)?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        // File writes block: they happen on a thread of their own, never on the runtime's
+        // workers (with one worker, a slow disk would otherwise stall every request).
+        std::thread::Builder::new()
+            .name("keygate-audit".into())
+            .spawn(move || write_until_closed(rx, sink))?;
         Ok(Audit { tx, refused })
     }
 
@@ -207,6 +177,37 @@ impl Audit {
     pub async fn reopen(&self) {
         let _ = self.tx.send(Message::Reopen).await;
     }
+}
+
+/// The writer thread: takes what is queued, writes it, and flushes whenever the queue runs
+/// empty (so a quiet log is on disk at once) or, under a steady stream, every
+/// [`FLUSH_INTERVAL`]. Ends, flushing, when every sender is gone.
+fn write_until_closed(mut rx: mpsc::Receiver<Message>, mut sink: Sink) {
+    let mut last_flush = std::time::Instant::now();
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(message) = next {
+            match message {
+                Message::Event(event) => sink.write(&event),
+                Message::Flush(done) => {
+                    sink.flush();
+                    last_flush = std::time::Instant::now();
+                    let _ = done.send(());
+                }
+                Message::Reopen => sink.reopen(),
+            }
+            handled += 1;
+            if handled % BATCH == 0 && last_flush.elapsed() >= FLUSH_INTERVAL {
+                sink.flush();
+                last_flush = std::time::Instant::now();
+            }
+            next = rx.try_recv().ok();
+        }
+        sink.flush();
+        last_flush = std::time::Instant::now();
+    }
+    sink.flush();
 }
 
 /// Where lines go.
