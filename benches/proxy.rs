@@ -1,4 +1,5 @@
-//! The proxy's request path without authentication: path normalisation, route matching, and a
+//! The proxy's request path without authentication: path normalisation, route matching, the
+//! header rewrite, and a
 //! whole request through an in-process keygate to a local upstream (compared with the upstream
 //! reached directly).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -132,5 +133,53 @@ fn whole_request(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, normalisation, route_matching, whole_request);
+/// The header rewrite of one request: hop-by-hop headers out, X-Forwarded-* in, the inbound
+/// credential out and the outbound one in (a typical agent request's headers).
+fn header_rewrite(c: &mut Criterion) {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use keygate::proxy::{credential, headers};
+    let mut template = HeaderMap::new();
+    for (name, value) in [
+        ("host", "gateway.local:8080"),
+        ("user-agent", "agent-sdk/1.25 python/3.11"),
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2ln",
+        ),
+        ("connection", "keep-alive, x-trace"),
+        ("x-trace", "abc"),
+        ("keep-alive", "timeout=5"),
+        ("x-request-id", "7f9c1b2e-1111-2222-3333-444455556666"),
+    ] {
+        template.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    let secret = secrecy::SecretString::from("ya29.a0AfH6SMBx-example-access-token".to_string());
+    let authorization = HeaderName::from_static("authorization");
+    let host = template.get("host").cloned();
+    let peer: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+    c.bench_function("headers/rewrite", |b| {
+        b.iter(|| {
+            let mut h = template.clone();
+            headers::strip_hop_by_hop(&mut h, true);
+            h.remove("host");
+            headers::set_forwarded(&mut h, peer, false, host.as_ref());
+            h.remove(&authorization);
+            credential::inject_header(&mut h, &authorization, "Bearer {token}", &secret).unwrap();
+            black_box(h)
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    normalisation,
+    route_matching,
+    header_rewrite,
+    whole_request
+);
 criterion_main!(benches);

@@ -192,9 +192,11 @@ impl Vault {
                 }
                 Miss::Store(e) => {
                     self.count("unavailable");
-                    Err(VaultError::Unavailable(StoreError::Unavailable(
-                        e.to_string(),
-                    )))
+                    let detail = match e {
+                        StoreError::Unavailable(detail) => detail.clone(),
+                        other => other.to_string(),
+                    };
+                    Err(VaultError::Unavailable(StoreError::Unavailable(detail)))
                 }
             },
         }

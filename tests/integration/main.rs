@@ -16,6 +16,7 @@ mod limits;
 mod oidc;
 mod oidc_interop;
 mod proxy;
+mod replicas;
 mod store;
 mod tls;
 mod vault;
