@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Loopback load run: the bench upstream direct, through keygate with a workload access token
-# (verified, cached), and through keygate injecting an API key (plus its audit line), same wrk
-# settings, alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
+# (verified, cached), through keygate injecting an API key (plus its audit line), and through a
+# user_federation route injecting the user's vaulted OAuth token (seeded as if the user had
+# consented), same wrk settings, alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
 # Prints requests/s, p50, p99 for each, and keygate's CPU time per request.
 #   benches/load/proxy-overhead.sh [seconds=10] [connections=32] [rounds=3]
 set -euo pipefail
@@ -11,7 +12,7 @@ CONNECTIONS=${2:-32}
 ROUNDS=${3:-3}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release --quiet --bin keygate --example bench-upstream
+cargo build --release --quiet --bin keygate --example bench-upstream --example vault-seed
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -38,6 +39,27 @@ provider = "key"
 flow = "api_key"
 header = "X-API-Key"
 format = "{token}"
+[[workloads]]
+name = "bench-agent"
+allowed_return_urls = ["https://app.example.com/cb"]
+[[providers]]
+name = "docs"
+kind = "oauth2"
+vendor = "custom"
+client_id = "bench"
+issuer = "http://127.0.0.1:1"
+authorization_endpoint = "http://127.0.0.1:1/auth"
+token_endpoint = "http://127.0.0.1:1/token"
+[[routes]]
+name = "3lo"
+path_prefix = "/tools/3lo/"
+upstream = "http://127.0.0.1:19100/"
+workload = "bench-agent"
+[routes.credential]
+provider = "docs"
+flow = "user_federation"
+scopes = ["read"]
+return_url = "https://app.example.com/cb"
 TOML
 
 taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
@@ -45,11 +67,13 @@ RUST_LOG=warn taskset -c 0 target/release/keygate serve --config "$work/routes.t
 KEYGATE_PID=$!
 for _ in $(seq 100); do curl -sf localhost:19090/readyz >/dev/null && break; sleep 0.1; done
 TOKEN=$(target/release/keygate token issue --config "$work/routes.toml" --workload bench-agent)
+USER_TOKEN=$(target/release/keygate token issue --config "$work/routes.toml" --workload bench-agent --user u1)
+target/release/examples/vault-seed "$work/routes.toml" bench-agent u1 docs "vaulted-access-token-for-u1"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # name url
+run() { # name url [token]
   local out
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Authorization: Bearer $TOKEN" "$2")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "Authorization: Bearer ${3:-$TOKEN}" "$2")
   if grep -q "Non-2xx" <<<"$out"; then echo "$1: non-2xx answers; check the token and routes" >&2; exit 1; fi
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -64,9 +88,11 @@ printf '%-8s %-8s %12s %10s %10s %14s\n' round target "requests/s" p50 p99 "cpu 
 for round in $(seq "$ROUNDS"); do
   read -r name rps p50 p99 _ < <(run direct "http://127.0.0.1:19100/x")
   printf '%-8s %-8s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "-"
-  for target in bench keyed; do
+  for target in bench keyed 3lo; do
+    token=$TOKEN
+    [ "$target" = 3lo ] && token=$USER_TOKEN
     before=$(cpu_ticks "$KEYGATE_PID")
-    read -r name rps p50 p99 total < <(run "kg-$target" "http://127.0.0.1:18080/tools/$target/x")
+    read -r name rps p50 p99 total < <(run "kg-$target" "http://127.0.0.1:18080/tools/$target/x" "$token")
     after=$(cpu_ticks "$KEYGATE_PID")
     hz=$(getconf CLK_TCK)
     cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" -v n="$total" 'BEGIN {printf "%.1f", (a-b)/hz/n*1e6}')

@@ -1,0 +1,140 @@
+//! `Create`/`Get`/`UpdateApiKeyCredentialProvider`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    NameInput, api_key_arn, check_new_name, create, not_found, refuse_external, secret, secret_arn,
+    update_record,
+};
+use crate::config::ProviderKind;
+use crate::directory::{self, ProviderRecord, ProviderSpec};
+use crate::identity_api::{ApiError, Call, Reply, parse, validate};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ApiKeyInput {
+    name: String,
+    api_key: Option<String>,
+    api_key_secret_config: Option<Value>,
+    api_key_secret_source: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+pub(super) fn api_key_value(input: &ApiKeyInput) -> Result<String, ApiError> {
+    refuse_external(
+        "apiKeySecretSource",
+        input.api_key_secret_source.as_deref(),
+        input.api_key_secret_config.as_ref(),
+    )?;
+    match secret("apiKey", input.api_key.clone())? {
+        Some(key) => Ok(key),
+        None => Err(ApiError::validation(
+            "apiKey",
+            "is required: keygate keeps the key sealed in its own vault",
+        )),
+    }
+}
+
+pub(super) fn describe_api_key(
+    call: &Call,
+    name: &str,
+    times: Option<(f64, f64)>,
+) -> Result<Value, ApiError> {
+    let mut out = json!({
+        "name": name,
+        "credentialProviderArn": api_key_arn(call, name)?,
+        "apiKeySecretArn": secret_arn(call, "apikey", name)?,
+        "apiKeySecretJsonKey": "api_key_value",
+        "apiKeySecretSource": "MANAGED",
+    });
+    if let Some((created, updated)) = times {
+        out["createdTime"] = json!(created);
+        out["lastUpdatedTime"] = json!(updated);
+    }
+    Ok(out)
+}
+
+pub async fn create_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: ApiKeyInput = parse(body)?;
+    call.provider = Some(input.name.clone());
+    check_new_name(call, &input.name)?;
+    let tags = input.tags.clone().unwrap_or_default();
+    validate::tags("tags", &tags)?;
+    let api_key = api_key_value(&input)?;
+    let now = directory::now();
+    let record = ProviderRecord {
+        name: input.name.clone(),
+        created_at: now,
+        updated_at: now,
+        tags,
+        spec: ProviderSpec::ApiKey { api_key },
+    };
+    create(call, &input.name, &record).await?;
+    Ok(Reply::created(describe_api_key(call, &input.name, None)?))
+}
+
+pub async fn get_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: NameInput = parse(body)?;
+    validate::provider_name("name", &input.name)?;
+    call.provider = Some(input.name.clone());
+    if let Some(p) = directory::config_provider(&call.runtime, &input.name) {
+        let started = call.state.directory().started_at();
+        return match p.kind {
+            ProviderKind::ApiKey { .. } => Ok(Reply::ok(describe_api_key(
+                call,
+                &input.name,
+                Some((started, started)),
+            )?)),
+            ProviderKind::OAuth2(_) => Err(not_found("API key", &input.name)),
+        };
+    }
+    match call
+        .state
+        .directory()
+        .provider_record(call.state.vault(), &input.name)
+        .await?
+    {
+        Some(
+            record @ ProviderRecord {
+                spec: ProviderSpec::ApiKey { .. },
+                ..
+            },
+        ) => Ok(Reply::ok(describe_api_key(
+            call,
+            &input.name,
+            Some((record.created_at, record.updated_at)),
+        )?)),
+        _ => Err(not_found("API key", &input.name)),
+    }
+}
+
+pub async fn update_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: ApiKeyInput = parse(body)?;
+    validate::provider_name("name", &input.name)?;
+    call.provider = Some(input.name.clone());
+    if input.tags.is_some() {
+        return Err(ApiError::validation(
+            "tags",
+            "is not part of UpdateApiKeyCredentialProvider",
+        ));
+    }
+    let api_key = api_key_value(&input)?;
+    let record = update_record(call, &input.name, |record| match &record.spec {
+        ProviderSpec::ApiKey { .. } => {
+            record.spec = ProviderSpec::ApiKey {
+                api_key: api_key.clone(),
+            };
+            Ok(())
+        }
+        ProviderSpec::OAuth2(_) => Err(not_found("API key", &input.name)),
+    })
+    .await?;
+    Ok(Reply::ok(describe_api_key(
+        call,
+        &input.name,
+        Some((record.created_at, record.updated_at)),
+    )?))
+}

@@ -1,0 +1,156 @@
+//! `Create`/`Get`/`UpdateOauth2CredentialProvider`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::shapes::{ConfigInput, config_output, oauth2_spec, spec_of_config};
+use super::{NameInput, check_new_name, create, not_found, oauth2_arn, secret_arn, update_record};
+use crate::config::ProviderKind;
+use crate::consent;
+use crate::directory::{self, OAuth2Spec, ProviderRecord, ProviderSpec};
+use crate::identity_api::{ApiError, Call, Reply, parse, validate};
+use crate::providers::vendors;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct OAuth2Input {
+    name: String,
+    credential_provider_vendor: String,
+    oauth2_provider_config_input: ConfigInput,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// An OAuth2 provider by name, from either origin: (spec, created, updated).
+pub(super) async fn find_oauth2(
+    call: &Call,
+    name: &str,
+) -> Result<(OAuth2Spec, f64, f64, bool), ApiError> {
+    let started = call.state.directory().started_at();
+    if let Some(p) = directory::config_provider(&call.runtime, name) {
+        return match &p.kind {
+            ProviderKind::OAuth2(c) => Ok((spec_of_config(c), started, started, true)),
+            ProviderKind::ApiKey { .. } => Err(not_found("OAuth2", name)),
+        };
+    }
+    match call
+        .state
+        .directory()
+        .provider_record(call.state.vault(), name)
+        .await?
+    {
+        Some(ProviderRecord {
+            spec: ProviderSpec::OAuth2(spec),
+            created_at,
+            updated_at,
+            ..
+        }) => Ok((spec, created_at, updated_at, false)),
+        _ => Err(not_found("OAuth2", name)),
+    }
+}
+
+pub(super) fn describe_oauth2(
+    call: &Call,
+    name: &str,
+    spec: &OAuth2Spec,
+    times: Option<(f64, f64)>,
+) -> Result<Value, ApiError> {
+    let mut out = json!({
+        "name": name,
+        "credentialProviderVendor": vendors::agentcore_name(&spec.vendor).unwrap_or("CustomOauth2"),
+        "credentialProviderArn": oauth2_arn(call, name)?,
+        "clientSecretArn": secret_arn(call, "oauth2", name)?,
+        "clientSecretJsonKey": "client_secret",
+        "clientSecretSource": "MANAGED",
+        "callbackUrl": consent::callback_url(&call.runtime.config.server.public_url),
+        "oauth2ProviderConfigOutput": config_output(spec),
+        "status": "READY",
+    });
+    if let Some((created, updated)) = times {
+        out["createdTime"] = json!(created);
+        out["lastUpdatedTime"] = json!(updated);
+    }
+    Ok(out)
+}
+
+pub async fn create_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: OAuth2Input = parse(body)?;
+    call.provider = Some(input.name.clone());
+    check_new_name(call, &input.name)?;
+    let tags = input.tags.unwrap_or_default();
+    validate::tags("tags", &tags)?;
+    let spec = oauth2_spec(
+        &input.credential_provider_vendor,
+        input.oauth2_provider_config_input,
+    )?;
+    spec.to_config()
+        .map_err(|e| ApiError::validation("oauth2ProviderConfigInput", e))?;
+    let now = directory::now();
+    let record = ProviderRecord {
+        name: input.name.clone(),
+        created_at: now,
+        updated_at: now,
+        tags,
+        spec: ProviderSpec::OAuth2(spec.clone()),
+    };
+    create(call, &input.name, &record).await?;
+    let mut out = describe_oauth2(call, &input.name, &spec, None)?;
+    if let Some(o) = out.as_object_mut() {
+        o.remove("credentialProviderVendor");
+    }
+    Ok(Reply::created(out))
+}
+
+pub async fn get_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    let input: NameInput = parse(body)?;
+    validate::provider_name("name", &input.name)?;
+    call.provider = Some(input.name.clone());
+    let (spec, created, updated, _) = find_oauth2(call, &input.name).await?;
+    Ok(Reply::ok(describe_oauth2(
+        call,
+        &input.name,
+        &spec,
+        Some((created, updated)),
+    )?))
+}
+
+pub async fn update_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct UpdateInput {
+        name: String,
+        credential_provider_vendor: String,
+        oauth2_provider_config_input: ConfigInput,
+    }
+    let input: UpdateInput = parse(body)?;
+    validate::provider_name("name", &input.name)?;
+    call.provider = Some(input.name.clone());
+    let mut spec = oauth2_spec(
+        &input.credential_provider_vendor,
+        input.oauth2_provider_config_input,
+    )?;
+    spec.to_config()
+        .map_err(|e| ApiError::validation("oauth2ProviderConfigInput", e))?;
+    let record = update_record(call, &input.name, |record| match &record.spec {
+        ProviderSpec::OAuth2(old) => {
+            // A secret left out keeps the one stored.
+            if spec.client_secret.is_none() {
+                spec.client_secret = old.client_secret.clone();
+            }
+            record.spec = ProviderSpec::OAuth2(spec.clone());
+            Ok(())
+        }
+        ProviderSpec::ApiKey { .. } => Err(not_found("OAuth2", &input.name)),
+    })
+    .await?;
+    let ProviderSpec::OAuth2(stored) = &record.spec else {
+        return Err(not_found("OAuth2", &input.name));
+    };
+    Ok(Reply::ok(describe_oauth2(
+        call,
+        &input.name,
+        stored,
+        Some((record.created_at, record.updated_at)),
+    )?))
+}
