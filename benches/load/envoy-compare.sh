@@ -5,7 +5,8 @@
 # run (after a 1 s warm-up). The upstream and the proxy under test are pinned to CPU 0, wrk to CPU 1.
 #
 # Rows: envoy (jwt_authn with its JWT cache), keygate (verified-token cache), and both again with
-# wrk rotating over 10,000 distinct users' tokens. Prints one markdown table of medians.
+# wrk rotating over 10,000 distinct users' tokens, and keygate with its verified-token cache off
+# (compared with Envoy's cached row). Prints one markdown table of medians.
 #   benches/load/envoy-compare.sh [seconds=10] [connections=32] [rounds=3]
 # Needs wrk (apt-get install wrk), python3 with venv, curl, taskset. Binds 127.0.0.1 only.
 # NO_BUILD=1 skips the cargo build and uses the binaries already in target/release.
@@ -199,6 +200,11 @@ header = "Authorization"
 format = "Bearer {token}"
 TOML
 export BENCH_API_KEY=$API_KEY
+# The same with the verified-token cache off: every request verifies the JWT's signature.
+mkdir -p "$work/kg-nocache"
+sed 's|^allowed_audience = .*|&\ncache_verified_tokens = false|; s|'"$work"'/kg/|'"$work"'/kg-nocache/|g' \
+  "$work/kg/routes.toml" > "$work/kg-nocache/routes.toml"
+"$KEYGATE" check --config "$work/kg-nocache/routes.toml" >/dev/null 2>&1 || die "keygate rejects the no-cache config"
 "$KEYGATE" check --config "$work/kg/routes.toml" >/dev/null 2>"$work/kg/check.log" || {
   cat "$work/kg/check.log" >&2; die "keygate check failed"; }
 if [[ -s $work/kg/check.log ]]; then cat "$work/kg/check.log" >&2; fi
@@ -301,6 +307,9 @@ start_proxy() { # system
     keygate)
       RUST_LOG=warn taskset -c 0 "$KEYGATE" serve --config "$work/kg/routes.toml" 2>>"$work/keygate.log" &
       PROXY_PID=$!; PIDS+=("$PROXY_PID"); PORT=$KEYGATE_PORT ;;
+    keygate-nocache)
+      RUST_LOG=warn taskset -c 0 "$KEYGATE" serve --config "$work/kg-nocache/routes.toml" 2>>"$work/keygate-nocache.log" &
+      PROXY_PID=$!; PIDS+=("$PROXY_PID"); PORT=$KEYGATE_PORT ;;
     envoy)
       taskset -c 0 "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --disable-hot-restart \
         --log-level warn 2>>"$work/envoy.log" &
@@ -334,6 +343,7 @@ if leaked:
 PY
   local want_bad='^401$' want_aud='^401$'
   [[ $1 == envoy ]] && want_aud='^40[13]$'   # Envoy answers 403 for a wrong audience
+  [[ $1 == keygate-nocache ]] && set -- keygate
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(<"$work/forged")" "$base/tools/bench/x")
   [[ $code =~ $want_bad ]] || die "$1: forged signature got $code"
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(<"$work/wrong-aud")" "$base/tools/bench/x")
@@ -393,13 +403,13 @@ run() { # variant system users
 }
 
 # variant system users
-VARIANTS=("envoy envoy 1" "keygate keygate 1" "envoy-10k envoy $USERS" "keygate-10k keygate $USERS")
+VARIANTS=("envoy envoy 1" "keygate keygate 1" "envoy-10k envoy $USERS" "keygate-10k keygate $USERS" "keygate-nocache keygate-nocache 1")
 echo "envoy-compare: $ROUNDS round(s) of ${SECONDS_PER_RUN}s, $CONNECTIONS connections; $("$ENVOY" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1), $("$KEYGATE" --version)" >&2
 for round in $(seq "$ROUNDS"); do
   echo "round $round" >&2
   order=("${VARIANTS[@]}")
   if (( round % 2 == 0 )); then   # alternate which system goes first
-    order=("${VARIANTS[1]}" "${VARIANTS[0]}" "${VARIANTS[3]}" "${VARIANTS[2]}")
+    order=("${VARIANTS[1]}" "${VARIANTS[0]}" "${VARIANTS[3]}" "${VARIANTS[2]}" "${VARIANTS[4]}")
   fi
   for v in "${order[@]}"; do
     read -r variant system users <<<"$v"
@@ -422,12 +432,13 @@ for line in open(sys.argv[1]):
     rows.setdefault(v, []).append([float(x) for x in vals])
 med = {v: [statistics.median(col) for col in zip(*runs)] for v, runs in rows.items()}
 label = {"envoy": "envoy (jwt cache on)", "keygate": "keygate (verified cache on)",
-         "envoy-10k": "envoy, 10,000 users", "keygate-10k": "keygate, 10,000 users"}
-peer = {"keygate": "envoy", "keygate-10k": "envoy-10k"}
+         "envoy-10k": "envoy, 10,000 users", "keygate-10k": "keygate, 10,000 users",
+         "keygate-nocache": "keygate, verified cache off"}
+peer = {"keygate": "envoy", "keygate-10k": "envoy-10k", "keygate-nocache": "envoy"}
 print(f"Medians over {sys.argv[2]} round(s).\n")
 print("| variant | req/s | p50 ms | p99 ms | CPU s /10k req | peak RSS MiB | keygate/envoy req/s | keygate/envoy CPU |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for v in ["envoy", "keygate", "envoy-10k", "keygate-10k"]:
+for v in ["envoy", "keygate", "envoy-10k", "keygate-10k", "keygate-nocache"]:
     if v not in med:
         continue
     rps, p50, p99, cpu, rss, _ = med[v]
