@@ -2,10 +2,12 @@
 # Loopback load run: the bench upstream direct, through keygate with a workload access token
 # (verified, cached), through keygate injecting an API key (plus its audit line), and through a
 # user_federation route injecting the user's vaulted OAuth token (seeded as if the user had
-# consented), same wrk settings, alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
+# consented), and through an M2M route (its token seeded as if fetched), same wrk settings,
+# alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
 # Prints requests/s, p50, p99 for each, and keygate's CPU time per request.
 #   benches/load/proxy-overhead.sh [seconds=10] [connections=32] [rounds=3]
 set -euo pipefail
+export BENCH_CLIENT_SECRET=never-used-the-m2m-token-is-seeded
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-10}
 CONNECTIONS=${2:-32}
@@ -47,6 +49,7 @@ name = "docs"
 kind = "oauth2"
 vendor = "custom"
 client_id = "bench"
+client_secret = "env:BENCH_CLIENT_SECRET"
 issuer = "http://127.0.0.1:1"
 authorization_endpoint = "http://127.0.0.1:1/auth"
 token_endpoint = "http://127.0.0.1:1/token"
@@ -60,6 +63,15 @@ provider = "docs"
 flow = "user_federation"
 scopes = ["read"]
 return_url = "https://app.example.com/cb"
+[[routes]]
+name = "m2m"
+path_prefix = "/tools/m2m/"
+upstream = "http://127.0.0.1:19100/"
+workload = "bench-agent"
+[routes.credential]
+provider = "docs"
+flow = "m2m"
+scopes = ["read"]
 TOML
 
 taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
@@ -68,7 +80,8 @@ KEYGATE_PID=$!
 for _ in $(seq 100); do curl -sf localhost:19090/readyz >/dev/null && break; sleep 0.1; done
 TOKEN=$(target/release/keygate token issue --config "$work/routes.toml" --workload bench-agent)
 USER_TOKEN=$(target/release/keygate token issue --config "$work/routes.toml" --workload bench-agent --user u1)
-target/release/examples/vault-seed "$work/routes.toml" bench-agent u1 docs "vaulted-access-token-for-u1"
+target/release/examples/vault-seed "$work/routes.toml" user bench-agent u1 docs "vaulted-access-token-for-u1"
+target/release/examples/vault-seed "$work/routes.toml" m2m bench-agent docs "vaulted-m2m-token"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name url [token]
@@ -88,7 +101,7 @@ printf '%-8s %-8s %12s %10s %10s %14s\n' round target "requests/s" p50 p99 "cpu 
 for round in $(seq "$ROUNDS"); do
   read -r name rps p50 p99 _ < <(run direct "http://127.0.0.1:19100/x")
   printf '%-8s %-8s %12s %10s %10s %14s\n' "$round" "$name" "$rps" "$p50" "$p99" "-"
-  for target in bench keyed 3lo; do
+  for target in bench keyed m2m 3lo; do
     token=$TOKEN
     [ "$target" = 3lo ] && token=$USER_TOKEN
     before=$(cpu_ticks "$KEYGATE_PID")
