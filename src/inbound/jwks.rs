@@ -183,7 +183,11 @@ impl KeySource {
                 if let Some(c) = &self.counters {
                     c.failure.inc();
                 }
-                tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not refreshed; keeping the ones held");
+                if self.current.load().is_some() {
+                    tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not refreshed; keeping the ones held");
+                } else {
+                    tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not fetched yet; tokens for this authorizer are refused until they are");
+                }
                 Err(error)
             }
         }

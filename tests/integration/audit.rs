@@ -91,11 +91,12 @@ async fn every_credential_use_is_audited_with_the_contract_fields_and_no_secret(
     }
 }
 
-#[tokio::test]
-async fn audit_is_complete_across_sigterm() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
+/// Starts the binary on this module's config; returns the process, its port and a token.
+async fn start_binary(
+    upstream: &Upstream,
+    dir: &tempfile::TempDir,
+    path: &std::path::Path,
+) -> (tokio::process::Child, u16, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -106,13 +107,13 @@ async fn audit_is_complete_across_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let toml = config(&upstream, &path.display().to_string()).replace(
+    let toml = config(upstream, &path.display().to_string()).replace(
         "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\""),
     );
     let config_path = dir.path().join("routes.toml");
     std::fs::write(&config_path, toml).unwrap();
-    let mut child = tokio::process::Command::new(binary())
+    let child = tokio::process::Command::new(binary())
         .args(["serve", "--config"])
         .arg(&config_path)
         .kill_on_drop(true)
@@ -120,6 +121,15 @@ async fn audit_is_complete_across_sigterm() {
         .unwrap();
     wait_until_ok(&format!("http://127.0.0.1:{admin}/readyz")).await;
     let token = mint_token(&config_path, "agent-one");
+    (child, port, token)
+}
+
+#[tokio::test]
+async fn audit_is_complete_across_sigterm() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (mut child, port, token) = start_binary(&upstream, &dir, &path).await;
     let client = http_client();
     let mut tasks = Vec::new();
     for _ in 0..100 {
@@ -150,5 +160,79 @@ async fn audit_is_complete_across_sigterm() {
         lines(&path).len(),
         100,
         "every served request is in the audit log after SIGTERM"
+    );
+}
+
+/// Under continuous load, SIGTERM lands while requests are in flight: every request that was
+/// answered 200 is in the audit log (by its request id) once the process has exited.
+#[tokio::test]
+async fn under_load_every_served_request_is_audited_across_sigterm() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let (mut child, port, token) = start_binary(&upstream, &dir, &path).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (stop, token) = (stop.clone(), token.clone());
+        workers.push(tokio::spawn(async move {
+            let client = http_client();
+            let mut served = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let request = http::Request::get(format!("http://127.0.0.1:{port}/weather/x"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(full(""))
+                    .unwrap();
+                match client.request(request).await {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        served.push(
+                            response.headers()["x-request-id"]
+                                .to_str()
+                                .unwrap()
+                                .to_string(),
+                        );
+                    }
+                    Ok(_) => {}
+                    // Draining: new connections are refused.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            served
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(exit.success());
+    let mut served = Vec::new();
+    for worker in workers {
+        served.extend(worker.await.unwrap());
+    }
+    assert!(
+        served.len() >= 200,
+        "only {} requests served: not a load",
+        served.len()
+    );
+    let audited: std::collections::HashSet<String> = lines(&path)
+        .iter()
+        .map(|l| l["requestId"].as_str().unwrap().to_string())
+        .collect();
+    let missing: Vec<&String> = served.iter().filter(|id| !audited.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} served requests are not in the audit log",
+        missing.len(),
+        served.len()
     );
 }
