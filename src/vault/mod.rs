@@ -117,10 +117,33 @@ impl VaultLock {
     }
 }
 
+/// After the store could not be reached, calls fail at once for this long, then one call
+/// probes it (the change watcher probes every second) while the others keep failing fast.
+const BREAKER_OPEN_MS: i64 = 1000;
+/// How long a probe may take before another caller may probe.
+const BREAKER_PROBE_MS: i64 = 5000;
+
+/// Fails store calls fast while the database is unreachable, instead of every request
+/// waiting out the pool's connect timeout.
+#[derive(Default)]
+struct Breaker {
+    tripped: std::sync::atomic::AtomicBool,
+    /// Unix milliseconds before which calls fail without trying.
+    closed_from: AtomicI64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
 /// Fleet-wide locks one replica holds at once (each holds a database connection).
 const LOCK_SLOTS: usize = 4;
 
 pub struct Vault {
+    breaker: Breaker,
     lock_slots: Arc<tokio::sync::Semaphore>,
     store: Store,
     ring: ArcSwap<KeyRing>,
@@ -139,6 +162,7 @@ impl Vault {
         let store = Store::open(&config.store).await?;
         let last_change = store.latest_change().await?;
         Ok(Arc::new(Vault {
+            breaker: Breaker::default(),
             lock_slots: Arc::new(tokio::sync::Semaphore::new(LOCK_SLOTS)),
             store,
             ring: ArcSwap::from_pointee(ring),
@@ -153,6 +177,53 @@ impl Vault {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Runs a store call behind the breaker: refused at once while the store is known to be
+    /// unreachable (but one caller at a time probes it), and trips it when the store cannot
+    /// be reached.
+    async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let b = &self.breaker;
+        if b.tripped.load(Ordering::Acquire) {
+            let now = now_ms();
+            let from = b.closed_from.load(Ordering::Acquire);
+            let may_probe = now >= from
+                && b.closed_from
+                    .compare_exchange(
+                        from,
+                        now + BREAKER_PROBE_MS,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok();
+            if !may_probe {
+                return Err(StoreError::Unreachable(
+                    "the database could not be reached moments ago; failing fast until it answers"
+                        .into(),
+                ));
+            }
+        }
+        let result = call.await;
+        match &result {
+            Err(StoreError::Unreachable(_)) => {
+                if !b.tripped.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        "vault store unreachable: failing fast and probing every second"
+                    );
+                }
+                b.closed_from
+                    .store(now_ms() + BREAKER_OPEN_MS, Ordering::Release);
+            }
+            _ => {
+                if b.tripped.swap(false, Ordering::AcqRel) {
+                    tracing::info!("vault store reachable again");
+                }
+            }
+        }
+        result
     }
 
     pub fn current_key_id(&self) -> String {
@@ -192,11 +263,11 @@ impl Vault {
                 }
                 Miss::Store(e) => {
                     self.count("unavailable");
-                    let detail = match e {
-                        StoreError::Unavailable(detail) => detail.clone(),
-                        other => other.to_string(),
-                    };
-                    Err(VaultError::Unavailable(StoreError::Unavailable(detail)))
+                    Err(VaultError::Unavailable(match e {
+                        StoreError::Unreachable(detail) => StoreError::Unreachable(detail.clone()),
+                        StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
+                        other => StoreError::Unavailable(other.to_string()),
+                    }))
                 }
             },
         }
@@ -210,8 +281,7 @@ impl Vault {
 
     async fn load(&self, owner: &Owner) -> Result<Arc<Credential>, Miss> {
         let entry = self
-            .store
-            .get(owner)
+            .guarded(self.store.get(owner))
             .await
             .map_err(Miss::Store)?
             .ok_or(Miss::Absent)?;
@@ -251,7 +321,7 @@ impl Vault {
         expires_at: Option<i64>,
     ) -> Result<(), VaultError> {
         let entry = self.seal_entry(owner, credential, expires_at)?;
-        self.store.put(&entry).await?;
+        self.guarded(self.store.put(&entry)).await?;
         self.cache.invalidate(owner).await;
         Ok(())
     }
@@ -289,7 +359,7 @@ impl Vault {
         credential: &Credential,
     ) -> Result<bool, VaultError> {
         let entry = self.seal_entry(owner, credential, credential.expires_at())?;
-        let inserted = self.store.insert_new(&entry).await?;
+        let inserted = self.guarded(self.store.insert_new(&entry)).await?;
         self.cache.invalidate(owner).await;
         Ok(inserted)
     }
@@ -299,7 +369,7 @@ impl Vault {
         &self,
         owner: &Owner,
     ) -> Result<Option<(i64, Credential)>, VaultError> {
-        let Some(entry) = self.store.get(owner).await? else {
+        let Some(entry) = self.guarded(self.store.get(owner)).await? else {
             return Ok(None);
         };
         if entry.expires_at.is_some_and(|at| at <= store::now()) {
@@ -331,21 +401,23 @@ impl Vault {
         expires_at: Option<i64>,
     ) -> Result<bool, VaultError> {
         let entry = self.seal_entry(owner, credential, expires_at)?;
-        let replaced = self.store.replace_version(&entry, version).await?;
+        let replaced = self
+            .guarded(self.store.replace_version(&entry, version))
+            .await?;
         self.cache.invalidate(owner).await;
         Ok(replaced)
     }
 
     /// The owners of every record of `kind` (metadata only; nothing is opened).
     pub async fn owners(&self, kind: &str) -> Result<Vec<Owner>, VaultError> {
-        Ok(self.store.owners_of_kind(kind).await?)
+        Ok(self.guarded(self.store.owners_of_kind(kind)).await?)
     }
 
     /// Takes a one-time record out of the vault (consent sessions): the first caller gets it,
     /// later ones get `None`, and so does everyone once it has expired.
     pub async fn take(&self, owner: &Owner) -> Result<Option<Credential>, VaultError> {
         self.cache.invalidate(owner).await;
-        let Some(entry) = self.store.take(owner).await? else {
+        let Some(entry) = self.guarded(self.store.take(owner)).await? else {
             return Ok(None);
         };
         if entry.expires_at.is_some_and(|at| at <= store::now()) {
@@ -369,7 +441,7 @@ impl Vault {
 
     /// Deletes the record for `owner`; true when there was one.
     pub async fn delete(&self, owner: &Owner) -> Result<bool, VaultError> {
-        let deleted = self.store.delete(owner).await?;
+        let deleted = self.guarded(self.store.delete(owner)).await?;
         self.cache.invalidate(owner).await;
         Ok(deleted)
     }
@@ -377,7 +449,7 @@ impl Vault {
     /// Invalidates cached values that other processes changed since the last call.
     pub async fn sync_changes(&self) -> Result<usize, VaultError> {
         let since = self.last_change.load(Ordering::Acquire);
-        let (newest, owners) = self.store.changes_since(since).await?;
+        let (newest, owners) = self.guarded(self.store.changes_since(since)).await?;
         for owner in &owners {
             self.cache.invalidate(owner).await;
         }
@@ -400,7 +472,7 @@ impl Vault {
             .map_err(|_| StoreError::Unavailable("timed out waiting for a vault lock".into()))?
             .map_err(|_| StoreError::Unavailable("vault closed".into()))?;
         Ok(VaultLock {
-            lock: self.store.lock(owner, LOCK_WAIT).await?,
+            lock: self.guarded(self.store.lock(owner, LOCK_WAIT)).await?,
             _permit: permit,
         })
     }

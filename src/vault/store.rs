@@ -20,13 +20,23 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum StoreError {
     #[error("the vault store is unavailable: {0}")]
     Unavailable(String),
+    /// The database cannot be reached at all (connection refused or lost, pool exhausted).
+    #[error("the vault store cannot be reached: {0}")]
+    Unreachable(String),
     #[error("vault store URL: {0}")]
     Config(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        StoreError::Unavailable(error.to_string())
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unreachable(error.to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
     }
 }
 
