@@ -132,6 +132,55 @@ struct Breaker {
     closed_from: AtomicI64,
 }
 
+impl Breaker {
+    /// Runs a store call behind the breaker: refused at once while the store is known to be
+    /// unreachable (but one caller at a time probes it), and trips it when the store cannot
+    /// be reached.
+    async fn guard<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let b = self;
+        if b.tripped.load(Ordering::Acquire) {
+            let now = now_ms();
+            let from = b.closed_from.load(Ordering::Acquire);
+            let may_probe = now >= from
+                && b.closed_from
+                    .compare_exchange(
+                        from,
+                        now + BREAKER_PROBE_MS,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok();
+            if !may_probe {
+                return Err(StoreError::Unreachable(
+                    "the database could not be reached moments ago; failing fast until it answers"
+                        .into(),
+                ));
+            }
+        }
+        let result = call.await;
+        match &result {
+            Err(StoreError::Unreachable(_)) => {
+                if !b.tripped.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        "vault store unreachable: failing fast and probing every second"
+                    );
+                }
+                b.closed_from
+                    .store(now_ms() + BREAKER_OPEN_MS, Ordering::Release);
+            }
+            _ => {
+                if b.tripped.swap(false, Ordering::AcqRel) {
+                    tracing::info!("vault store reachable again");
+                }
+            }
+        }
+        result
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -179,51 +228,12 @@ impl Vault {
         &self.store
     }
 
-    /// Runs a store call behind the breaker: refused at once while the store is known to be
-    /// unreachable (but one caller at a time probes it), and trips it when the store cannot
-    /// be reached.
+    /// Runs a store call behind the breaker (see [`Breaker::guard`]).
     async fn guarded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let b = &self.breaker;
-        if b.tripped.load(Ordering::Acquire) {
-            let now = now_ms();
-            let from = b.closed_from.load(Ordering::Acquire);
-            let may_probe = now >= from
-                && b.closed_from
-                    .compare_exchange(
-                        from,
-                        now + BREAKER_PROBE_MS,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .is_ok();
-            if !may_probe {
-                return Err(StoreError::Unreachable(
-                    "the database could not be reached moments ago; failing fast until it answers"
-                        .into(),
-                ));
-            }
-        }
-        let result = call.await;
-        match &result {
-            Err(StoreError::Unreachable(_)) => {
-                if !b.tripped.swap(true, Ordering::AcqRel) {
-                    tracing::error!(
-                        "vault store unreachable: failing fast and probing every second"
-                    );
-                }
-                b.closed_from
-                    .store(now_ms() + BREAKER_OPEN_MS, Ordering::Release);
-            }
-            _ => {
-                if b.tripped.swap(false, Ordering::AcqRel) {
-                    tracing::info!("vault store reachable again");
-                }
-            }
-        }
-        result
+        self.breaker.guard(call).await
     }
 
     pub fn current_key_id(&self) -> String {
@@ -595,5 +605,61 @@ impl Vault {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    async fn call(b: &Breaker, ran: &AtomicUsize, up: bool) -> Result<(), StoreError> {
+        b.guard(async {
+            ran.fetch_add(1, Ordering::SeqCst);
+            if up {
+                Ok(())
+            } else {
+                Err(StoreError::Unreachable("refused".into()))
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn trips_on_unreachable_fails_fast_then_one_probe_recovers() {
+        let b = Breaker::default();
+        let ran = AtomicUsize::new(0);
+        assert!(call(&b, &ran, false).await.is_err());
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        // Open: calls fail without touching the store.
+        for _ in 0..10 {
+            assert!(matches!(
+                call(&b, &ran, true).await,
+                Err(StoreError::Unreachable(_))
+            ));
+        }
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            1,
+            "an open breaker let a call through"
+        );
+        // Once the open period is over, one probe goes through; it succeeds and closes it.
+        b.closed_from.store(now_ms() - 1, Ordering::SeqCst);
+        assert!(call(&b, &ran, true).await.is_ok());
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+        assert!(call(&b, &ran, true).await.is_ok());
+        assert_eq!(ran.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn other_store_errors_do_not_trip_it() {
+        let b = Breaker::default();
+        let r: Result<(), StoreError> = b
+            .guard(async { Err(StoreError::Unavailable("lock timeout".into())) })
+            .await;
+        assert!(r.is_err());
+        let ran = AtomicUsize::new(0);
+        assert!(call(&b, &ran, true).await.is_ok());
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
 }
