@@ -92,7 +92,7 @@ enum VaultCommand {
         config: PathBuf,
         #[command(flatten)]
         filter: VaultFilter,
-        /// Revoke every entry (signing keys excepted).
+        /// Revoke every credential (signing keys and API-managed workloads and providers are kept).
         #[arg(long)]
         all: bool,
     },
@@ -325,7 +325,10 @@ fn vault_command(command: VaultCommand) -> anyhow::Result<()> {
             with_vault(&config, async |_, vault| {
                 let mut revoked = 0;
                 for entry in vault.store().list().await? {
-                    if entry.owner.kind != "signing_key"
+                    // Credentials only: keygate's signing keys, and the workloads and providers
+                    // the identity API manages, are not revoked here.
+                    let kept = ["signing_key", "workload_identity", "credential_provider"];
+                    if !kept.contains(&entry.owner.kind)
                         && filter.matches(&entry.owner)
                         && vault.delete(&entry.owner).await?
                     {

@@ -88,4 +88,32 @@ async fn list_revoke_and_rotate_from_the_command_line() {
         !listing.contains(&old_id),
         "records still sealed by the old key:\n{listing}"
     );
+
+    // `revoke --all` revokes credentials; the workloads and providers the identity API manages
+    // (and keygate's signing keys) stay.
+    use keygate::directory::{Directory, WorkloadRecord, workload_owner};
+    let record = WorkloadRecord {
+        name: "api-made".into(),
+        allowed_return_urls: vec![],
+        created_at: 0.0,
+        updated_at: 0.0,
+        tags: Default::default(),
+    };
+    assert!(
+        Directory::create(&vault, &workload_owner("api-made"), &record)
+            .await
+            .unwrap()
+    );
+    let (ok, out, err) = keygate(&["vault", "revoke", "--all"], &rotated_config);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked 1 entries"), "only bob's token: {out}");
+    assert!(
+        vault
+            .store()
+            .get(&workload_owner("api-made"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(vault.store().get(&user("bob")).await.unwrap().is_none());
 }
