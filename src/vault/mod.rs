@@ -379,24 +379,28 @@ impl Vault {
         &self,
         owner: &Owner,
     ) -> Result<Option<(i64, Credential)>, VaultError> {
-        let Some(entry) = self.guarded(self.store.get(owner)).await? else {
-            return Ok(None);
-        };
+        let entry = self.guarded(self.store.get(owner)).await?;
+        Ok(entry.and_then(|e| self.open_live(owner, &e).map(|c| (e.version, c))))
+    }
+
+    /// The credential in a record read straight from the store: `None` once it expired, and
+    /// for a record that fails to open (logged and counted).
+    fn open_live(&self, owner: &Owner, entry: &Entry) -> Option<Credential> {
         if entry.expires_at.is_some_and(|at| at <= store::now()) {
-            return Ok(None);
+            return None;
         }
         let ring = self.ring.load();
         match seal::open(&ring, owner, entry.version, &entry.sealed)
             .map(|p| Credential::from_wire(&p))
         {
-            Ok(Ok(credential)) => Ok(Some((entry.version, credential))),
+            Ok(Ok(credential)) => Some(credential),
             Ok(Err(_)) => {
                 self.integrity_error(owner, SealError::Malformed);
-                Ok(None)
+                None
             }
             Err(error) => {
                 self.integrity_error(owner, error);
-                Ok(None)
+                None
             }
         }
     }
@@ -427,26 +431,8 @@ impl Vault {
     /// later ones get `None`, and so does everyone once it has expired.
     pub async fn take(&self, owner: &Owner) -> Result<Option<Credential>, VaultError> {
         self.cache.invalidate(owner).await;
-        let Some(entry) = self.guarded(self.store.take(owner)).await? else {
-            return Ok(None);
-        };
-        if entry.expires_at.is_some_and(|at| at <= store::now()) {
-            return Ok(None);
-        }
-        let ring = self.ring.load();
-        match seal::open(&ring, owner, entry.version, &entry.sealed)
-            .map(|p| Credential::from_wire(&p))
-        {
-            Ok(Ok(credential)) => Ok(Some(credential)),
-            Ok(Err(_)) => {
-                self.integrity_error(owner, SealError::Malformed);
-                Ok(None)
-            }
-            Err(error) => {
-                self.integrity_error(owner, error);
-                Ok(None)
-            }
-        }
+        let entry = self.guarded(self.store.take(owner)).await?;
+        Ok(entry.and_then(|e| self.open_live(owner, &e)))
     }
 
     /// Deletes the record for `owner`; true when there was one.

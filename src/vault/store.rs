@@ -137,6 +137,19 @@ macro_rules! bind_owner {
     };
 }
 
+/// Binds an entry's record columns after the owner's ($7..$12, in the order of `put`).
+macro_rules! bind_record {
+    ($query:expr, $entry:expr) => {
+        $query
+            .bind(&$entry.sealed)
+            .bind(&$entry.kek_id)
+            .bind($entry.expires_at)
+            .bind(&$entry.scopes)
+            .bind($entry.updated_at)
+            .bind($entry.version)
+    };
+}
+
 /// An [`Owner`] from a row holding the six owner columns.
 macro_rules! owner_from_row {
     ($row:expr) => {
@@ -324,13 +337,7 @@ impl Store {
         let o = &entry.owner;
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            bind_owner!(sqlx::query(SQL), o)
-                .bind(&entry.sealed)
-                .bind(&entry.kek_id)
-                .bind(entry.expires_at)
-                .bind(&entry.scopes)
-                .bind(entry.updated_at)
-                .bind(entry.version)
+            bind_record!(bind_owner!(sqlx::query(SQL), o), entry)
                 .execute(&mut *tx)
                 .await?;
             record_change!(tx, o);
@@ -364,13 +371,7 @@ impl Store {
         let o = &entry.owner;
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let done = bind_owner!(sqlx::query(SQL), o)
-                .bind(&entry.sealed)
-                .bind(&entry.kek_id)
-                .bind(entry.expires_at)
-                .bind(&entry.scopes)
-                .bind(entry.updated_at)
-                .bind(entry.version)
+            let done = bind_record!(bind_owner!(sqlx::query(SQL), o), entry)
                 .execute(&mut *tx)
                 .await?;
             let inserted = done.rows_affected() > 0;
@@ -392,13 +393,7 @@ impl Store {
         let o = &entry.owner;
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let done = bind_owner!(sqlx::query(&sql), o)
-                .bind(&entry.sealed)
-                .bind(&entry.kek_id)
-                .bind(entry.expires_at)
-                .bind(&entry.scopes)
-                .bind(entry.updated_at)
-                .bind(entry.version)
+            let done = bind_record!(bind_owner!(sqlx::query(&sql), o), entry)
                 .bind(expected)
                 .execute(&mut *tx)
                 .await?;

@@ -91,6 +91,22 @@ async fn every_credential_use_is_audited_with_the_contract_fields_and_no_secret(
     }
 }
 
+/// SIGTERM, then the exit status (within 15 s).
+async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Starts the binary on this module's config; returns the process, its port and a token.
 async fn start_binary(
     upstream: &Upstream,
@@ -143,18 +159,7 @@ async fn audit_is_complete_across_sigterm() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-s", "TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = terminate(&mut child).await;
     assert!(exit.success());
     assert_eq!(
         lines(&path).len(),
@@ -201,18 +206,7 @@ async fn under_load_every_served_request_is_audited_across_sigterm() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-s", "TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = terminate(&mut child).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(exit.success());
     let mut served = Vec::new();

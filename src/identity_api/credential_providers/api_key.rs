@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{
     NameInput, api_key_arn, check_new_name, create, not_found, refuse_external, secret, secret_arn,
-    update_record,
+    update_record, with_times,
 };
 use crate::config::ProviderKind;
 use crate::directory::{self, ProviderRecord, ProviderSpec};
@@ -50,10 +50,7 @@ pub(super) fn describe_api_key(
         "apiKeySecretJsonKey": "api_key_value",
         "apiKeySecretSource": "MANAGED",
     });
-    if let Some((created, updated)) = times {
-        out["createdTime"] = json!(created);
-        out["lastUpdatedTime"] = json!(updated);
-    }
+    with_times(&mut out, times);
     Ok(out)
 }
 

@@ -59,6 +59,14 @@ pub(super) fn secret_arn(call: &Call, kind: &str, name: &str) -> Result<Value, A
     }))
 }
 
+/// Adds `createdTime` and `lastUpdatedTime` (Get and Update answers carry them; Create's do not).
+pub(super) fn with_times(out: &mut Value, times: Option<(f64, f64)>) {
+    if let Some((created, updated)) = times {
+        out["createdTime"] = json!(created);
+        out["lastUpdatedTime"] = json!(updated);
+    }
+}
+
 pub(super) fn not_found(kind: &str, name: &str) -> ApiError {
     ApiError::NotFound(format!("{kind} credential provider '{name}' not found"))
 }

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::shapes::{ConfigInput, config_output, oauth2_spec, spec_of_config};
-use super::{NameInput, check_new_name, create, not_found, oauth2_arn, secret_arn, update_record};
+use super::{
+    NameInput, check_new_name, create, not_found, oauth2_arn, secret_arn, update_record, with_times,
+};
 use crate::config::ProviderKind;
 use crate::consent;
 use crate::directory::{self, OAuth2Spec, ProviderRecord, ProviderSpec};
@@ -67,10 +69,7 @@ pub(super) fn describe_oauth2(
         "oauth2ProviderConfigOutput": config_output(spec),
         "status": "READY",
     });
-    if let Some((created, updated)) = times {
-        out["createdTime"] = json!(created);
-        out["lastUpdatedTime"] = json!(updated);
-    }
+    with_times(&mut out, times);
     Ok(out)
 }
 
