@@ -569,3 +569,60 @@ def test_secrets_given_to_the_api_are_sealed_at_rest(keygate, cp, unique):
         data = path.read_bytes()
         for secret in (api_key, client_secret):
             assert secret.encode() not in data, f"{secret} in clear in {path.name}"
+
+
+@pytest.mark.parametrize(
+    "vendor, config",
+    [
+        # GitHub's member given for Google.
+        ("GoogleOauth2", {"githubOauth2ProviderConfig": {"clientId": "c", "clientSecret": "s"}}),
+        # Two members at once (botocore refuses this itself; sent raw).
+        (
+            "GoogleOauth2",
+            {
+                "googleOauth2ProviderConfig": {"clientId": "c", "clientSecret": "s"},
+                "includedOauth2ProviderConfig": {"clientId": "c", "clientSecret": "s"},
+            },
+        ),
+        # A vendor without its own member uses includedOauth2ProviderConfig.
+        ("XOauth2", {"googleOauth2ProviderConfig": {"clientId": "c", "clientSecret": "s"}}),
+        # Nothing at all (sent raw too).
+        ("GoogleOauth2", {}),
+    ],
+)
+def test_the_config_member_must_fit_the_vendor(cp, raw, unique, vendor, config):
+    name = unique("misfit")
+    response = raw(
+        "/identities/CreateOauth2CredentialProvider",
+        {"name": name, "credentialProviderVendor": vendor, "oauth2ProviderConfigInput": config},
+    )
+    message = assert_aws_error(response, 400, "ValidationException")
+    assert "oauth2ProviderConfigInput" in message, message
+    raises("ResourceNotFoundException", 404, cp.get_oauth2_credential_provider, name=name)
+
+
+def test_tenant_vendors_need_their_issuer(cp, unique):
+    message = raises(
+        "ValidationException",
+        400,
+        cp.create_oauth2_credential_provider,
+        name=unique("okta"),
+        credentialProviderVendor="OktaOauth2",
+        oauth2ProviderConfigInput={"includedOauth2ProviderConfig": {"clientId": "c", "clientSecret": "s"}},
+    )
+    assert "issuer" in message, message
+    created = cp.create_oauth2_credential_provider(
+        name=unique("okta"),
+        credentialProviderVendor="OktaOauth2",
+        oauth2ProviderConfigInput={
+            "includedOauth2ProviderConfig": {
+                "clientId": "c",
+                "clientSecret": "s",
+                "issuer": "https://tenant.okta.example/oauth2/default",
+            }
+        },
+    )
+    discovery = created["oauth2ProviderConfigOutput"]["includedOauth2ProviderConfig"]["oauthDiscovery"]
+    assert discovery == {
+        "discoveryUrl": "https://tenant.okta.example/oauth2/default/.well-known/openid-configuration"
+    }

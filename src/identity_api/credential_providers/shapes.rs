@@ -10,19 +10,8 @@ use crate::directory::OAuth2Spec;
 use crate::identity_api::ApiError;
 use crate::providers::vendors::{self, Preset};
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ConfigInput {
-    custom_oauth2_provider_config: Option<CustomInput>,
-    google_oauth2_provider_config: Option<VendorInput>,
-    github_oauth2_provider_config: Option<VendorInput>,
-    slack_oauth2_provider_config: Option<VendorInput>,
-    salesforce_oauth2_provider_config: Option<VendorInput>,
-    microsoft_oauth2_provider_config: Option<VendorInput>,
-    atlassian_oauth2_provider_config: Option<VendorInput>,
-    linkedin_oauth2_provider_config: Option<VendorInput>,
-    included_oauth2_provider_config: Option<VendorInput>,
-}
+/// `oauth2ProviderConfigInput`: one member, named after the vendor (see [`config_key`]).
+pub(super) type ConfigInput = std::collections::BTreeMap<String, Value>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -113,71 +102,23 @@ pub(super) fn oauth2_spec(
         )
     })?;
     let expected = config_key(vendor);
-    let given: Vec<&str> = [
-        (
-            "customOauth2ProviderConfig",
-            input.custom_oauth2_provider_config.is_some(),
-        ),
-        (
-            "googleOauth2ProviderConfig",
-            input.google_oauth2_provider_config.is_some(),
-        ),
-        (
-            "githubOauth2ProviderConfig",
-            input.github_oauth2_provider_config.is_some(),
-        ),
-        (
-            "slackOauth2ProviderConfig",
-            input.slack_oauth2_provider_config.is_some(),
-        ),
-        (
-            "salesforceOauth2ProviderConfig",
-            input.salesforce_oauth2_provider_config.is_some(),
-        ),
-        (
-            "microsoftOauth2ProviderConfig",
-            input.microsoft_oauth2_provider_config.is_some(),
-        ),
-        (
-            "atlassianOauth2ProviderConfig",
-            input.atlassian_oauth2_provider_config.is_some(),
-        ),
-        (
-            "linkedinOauth2ProviderConfig",
-            input.linkedin_oauth2_provider_config.is_some(),
-        ),
-        (
-            "includedOauth2ProviderConfig",
-            input.included_oauth2_provider_config.is_some(),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(k, present)| present.then_some(k))
-    .collect();
-    if given != [expected] {
-        return Err(ApiError::validation(
-            "oauth2ProviderConfigInput",
-            format!("must hold exactly {expected} for {agentcore_vendor}"),
-        ));
-    }
-    let field = format!("oauth2ProviderConfigInput.{expected}");
-    if let Some(custom) = input.custom_oauth2_provider_config {
+    let mut members = input.into_iter();
+    let (key, value) = match (members.next(), members.next()) {
+        (Some(member), None) if member.0 == expected => member,
+        _ => {
+            return Err(ApiError::validation(
+                "oauth2ProviderConfigInput",
+                format!("must hold exactly {expected} for {agentcore_vendor}"),
+            ));
+        }
+    };
+    let field = format!("oauth2ProviderConfigInput.{key}");
+    if key == "customOauth2ProviderConfig" {
+        let custom = serde_json::from_value(value).map_err(|e| ApiError::validation(&field, e))?;
         return custom_spec(&field, custom);
     }
-    let v = [
-        input.google_oauth2_provider_config,
-        input.github_oauth2_provider_config,
-        input.slack_oauth2_provider_config,
-        input.salesforce_oauth2_provider_config,
-        input.microsoft_oauth2_provider_config,
-        input.atlassian_oauth2_provider_config,
-        input.linkedin_oauth2_provider_config,
-        input.included_oauth2_provider_config,
-    ]
-    .into_iter()
-    .flatten()
-    .next()
-    .ok_or_else(|| ApiError::validation("oauth2ProviderConfigInput", "is empty"))?;
+    let v: VendorInput =
+        serde_json::from_value(value).map_err(|e| ApiError::validation(&field, e))?;
     refuse_external(
         &format!("{field}.clientSecretSource"),
         v.client_secret_source.as_deref(),
