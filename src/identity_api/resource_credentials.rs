@@ -18,6 +18,7 @@ use super::{ApiError, Call, Reply, parse};
 use crate::consent::{self, Status, refresh};
 use crate::inbound::{UserId, WorkloadClaims};
 use crate::providers::Provider;
+use crate::providers::m2m::Grant;
 use crate::providers::oauth::OAuthClient;
 
 #[derive(Deserialize)]
@@ -117,18 +118,10 @@ pub async fn api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
 pub async fn oauth2_token(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: OAuth2Input = parse(body)?;
     validate::scopes("scopes", &input.scopes)?;
-    if input.resources.as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::validation(
-            "resources",
-            "is not supported by keygate yet (RFC 8707 resource indicators); leave it out",
-        ));
-    }
-    if input.audiences.as_ref().is_some_and(|a| !a.is_empty()) {
-        return Err(ApiError::validation(
-            "audiences",
-            "is not supported by keygate yet; leave it out",
-        ));
-    }
+    let resources = input.resources.clone().unwrap_or_default();
+    let audiences = input.audiences.clone().unwrap_or_default();
+    validate::resources("resources", &resources)?;
+    validate::audiences("audiences", &audiences)?;
     let claims = caller(call, &input.workload_identity_token).await?;
     let Provider::OAuth2(client) = provider(call, &input.resource_credential_provider_name).await?
     else {
@@ -138,7 +131,25 @@ pub async fn oauth2_token(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErro
         ));
     };
     match input.oauth2_flow.as_str() {
-        "M2M" => m2m(call, &client, &claims.sub, &input.scopes).await,
+        "M2M" => {
+            let grant = Grant {
+                scopes: &input.scopes,
+                resources: &resources,
+                audiences: &audiences,
+            };
+            m2m(call, &client, &claims.sub, grant).await
+        }
+        "USER_FEDERATION" if !resources.is_empty() || !audiences.is_empty() => {
+            Err(ApiError::validation(
+                if resources.is_empty() {
+                    "audiences"
+                } else {
+                    "resources"
+                },
+                "is supported with oauth2Flow M2M only: a user's vaulted token is kept per \
+                 provider and scopes",
+            ))
+        }
         "USER_FEDERATION" => user_federation(call, &client, &claims, input).await,
         "ON_BEHALF_OF_TOKEN_EXCHANGE" => Err(ApiError::validation(
             "oauth2Flow",
@@ -157,12 +168,12 @@ async fn m2m(
     call: &Call,
     client: &Arc<OAuthClient>,
     workload: &str,
-    scopes: &[String],
+    grant: Grant<'_>,
 ) -> Result<Reply, ApiError> {
     let token = call
         .runtime
         .m2m
-        .token(call.state.vault(), client, workload, scopes)
+        .token_for(call.state.vault(), client, workload, grant)
         .await
         .map_err(|e| match &*e {
             crate::providers::m2m::CredentialError::Vault(v) => {

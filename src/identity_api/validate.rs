@@ -136,6 +136,40 @@ pub fn scopes(field: &str, values: &[String]) -> Checked<()> {
     Ok(())
 }
 
+/// RFC 8707 resource indicators: absolute URIs without a fragment, at most 10.
+pub fn resources(field: &str, values: &[String]) -> Checked<()> {
+    if values.len() > 10 {
+        return Err(ApiError::validation(field, "may hold at most 10 resources"));
+    }
+    for value in values {
+        length(&format!("{field} member"), value, 1, 2048)?;
+        let absolute = url::Url::parse(value).is_ok_and(|u| u.fragment().is_none());
+        if !absolute {
+            return Err(ApiError::validation(
+                format!("{field} member"),
+                "must be an absolute URI without a fragment (RFC 8707)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn audiences(field: &str, values: &[String]) -> Checked<()> {
+    if values.len() > 10 {
+        return Err(ApiError::validation(field, "may hold at most 10 audiences"));
+    }
+    for value in values {
+        length(&format!("{field} member"), value, 1, 2048)?;
+        if value.chars().any(char::is_control) {
+            return Err(ApiError::validation(
+                format!("{field} member"),
+                "must not contain control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Tags are accepted and kept: keys 1..128, values 0..256, at most 50.
 pub fn tags(field: &str, tags: &std::collections::BTreeMap<String, String>) -> Checked<()> {
     if tags.len() > 50 {

@@ -26,6 +26,24 @@ pub enum CredentialError {
     Vault(#[from] VaultError),
 }
 
+/// What an M2M token is asked for: scopes, and optionally resource indicators (RFC 8707) and
+/// audiences (as Auth0 and others name the API a token is for).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Grant<'a> {
+    pub scopes: &'a [String],
+    pub resources: &'a [String],
+    pub audiences: &'a [String],
+}
+
+impl<'a> Grant<'a> {
+    pub fn scopes(scopes: &'a [String]) -> Self {
+        Grant {
+            scopes,
+            ..Grant::default()
+        }
+    }
+}
+
 /// A token ready to inject.
 pub struct CachedToken {
     pub token: SecretString,
@@ -71,16 +89,32 @@ impl M2mTokens {
 
     /// The vault owner of an M2M token: the workload's, for this provider and these scopes.
     pub fn owner(workload: &str, provider: &str, scopes: &[String]) -> Owner {
-        let mut scopes = scopes.to_vec();
-        scopes.sort();
-        scopes.dedup();
+        Self::owner_for(workload, provider, &Grant::scopes(scopes))
+    }
+
+    /// The vault owner of an M2M token for a whole grant (scopes, resources, audiences): each
+    /// different grant is a different token.
+    pub fn owner_for(workload: &str, provider: &str, grant: &Grant<'_>) -> Owner {
+        let sorted = |values: &[String]| {
+            let mut values = values.to_vec();
+            values.sort();
+            values.dedup();
+            values
+        };
+        let mut qualifier = sorted(grant.scopes).join(" ");
+        for resource in sorted(grant.resources) {
+            qualifier.push_str(&format!(" resource={resource}"));
+        }
+        for audience in sorted(grant.audiences) {
+            qualifier.push_str(&format!(" audience={audience}"));
+        }
         Owner {
             kind: "oauth_m2m",
             workload: workload.to_string(),
             user_issuer: String::new(),
             user_id: String::new(),
             provider: provider.to_string(),
-            qualifier: scopes.join(" "),
+            qualifier,
         }
     }
 
@@ -92,9 +126,21 @@ impl M2mTokens {
         workload: &str,
         scopes: &[String],
     ) -> Result<Arc<CachedToken>, Arc<CredentialError>> {
-        let owner = Self::owner(workload, &client.provider, scopes);
+        self.token_for(vault, client, workload, Grant::scopes(scopes))
+            .await
+    }
+
+    /// A token for `workload` from `client` for `grant`.
+    pub async fn token_for(
+        &self,
+        vault: &Vault,
+        client: &OAuthClient,
+        workload: &str,
+        grant: Grant<'_>,
+    ) -> Result<Arc<CachedToken>, Arc<CredentialError>> {
+        let owner = Self::owner_for(workload, &client.provider, &grant);
         self.cache
-            .try_get_with(owner.clone(), self.fetch(vault, client, owner, scopes))
+            .try_get_with(owner.clone(), self.fetch(vault, client, owner, grant))
             .await
     }
 
@@ -105,10 +151,10 @@ impl M2mTokens {
         vault: &Vault,
         client: &OAuthClient,
         owner: Owner,
-        scopes: &[String],
+        grant: Grant<'_>,
     ) -> Result<Arc<CachedToken>, CredentialError> {
         let lock = vault.lock(&owner).await?;
-        let result = self.fetch_locked(vault, client, owner, scopes).await;
+        let result = self.fetch_locked(vault, client, owner, grant).await;
         lock.release().await;
         result
     }
@@ -118,8 +164,9 @@ impl M2mTokens {
         vault: &Vault,
         client: &OAuthClient,
         owner: Owner,
-        scopes: &[String],
+        grant: Grant<'_>,
     ) -> Result<Arc<CachedToken>, CredentialError> {
+        let scopes = grant.scopes;
         let now = store::now();
         // Another replica (or an earlier run) may have a good one in the vault.
         if let Some(stored) = vault.get_fresh(&owner).await?
@@ -134,7 +181,9 @@ impl M2mTokens {
                 }));
             }
         }
-        let response = client.client_credentials(scopes).await;
+        let response = client
+            .client_credentials_for(scopes, grant.resources, grant.audiences)
+            .await;
         let result = match &response {
             Ok(_) => "success",
             Err(e) => e.result(),
@@ -182,5 +231,33 @@ mod tests {
         let a = M2mTokens::owner("w", "p", &["b".into(), "a".into()]);
         let b = M2mTokens::owner("w", "p", &["a".into(), "b".into(), "a".into()]);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn resources_and_audiences_make_a_different_token() {
+        let scopes = ["a".to_string()];
+        let plain = M2mTokens::owner("w", "p", &scopes);
+        let resources = ["urn:x".to_string()];
+        let with_resource = M2mTokens::owner_for(
+            "w",
+            "p",
+            &Grant {
+                scopes: &scopes,
+                resources: &resources,
+                audiences: &[],
+            },
+        );
+        let with_audience = M2mTokens::owner_for(
+            "w",
+            "p",
+            &Grant {
+                scopes: &scopes,
+                resources: &[],
+                audiences: &resources,
+            },
+        );
+        assert_eq!(plain.qualifier, "a");
+        assert_eq!(with_resource.qualifier, "a resource=urn:x");
+        assert_ne!(with_resource, with_audience);
     }
 }

@@ -175,10 +175,23 @@ impl OAuthClient {
         &self,
         scopes: &[String],
     ) -> Result<TokenResponse, ProviderError> {
+        self.client_credentials_for(scopes, &[], &[]).await
+    }
+
+    /// The client-credentials grant with RFC 8707 `resource` indicators and `audience`
+    /// parameters (one form field per value).
+    pub async fn client_credentials_for(
+        &self,
+        scopes: &[String],
+        resources: &[String],
+        audiences: &[String],
+    ) -> Result<TokenResponse, ProviderError> {
         let mut form = vec![("grant_type", "client_credentials".to_string())];
         if !scopes.is_empty() {
             form.push(("scope", scopes.join(" ")));
         }
+        form.extend(resources.iter().map(|r| ("resource", r.clone())));
+        form.extend(audiences.iter().map(|a| ("audience", a.clone())));
         self.token_request(form).await
     }
 

@@ -247,3 +247,51 @@ def test_oauth2_token_of_unknown_provider_is_not_found(dp, wat):
         scopes=["tools"],
         oauth2Flow="M2M",
     )
+
+
+def test_m2m_resources_reach_the_provider_and_make_their_own_token(dp, wat):
+    """`resources` become RFC 8707 `resource` parameters: the provider issues a token for that
+    resource (its audience), cached apart from the plain token."""
+    token = wat()
+
+    def m2m(**extra):
+        return dp.get_resource_oauth2_token(
+            workloadIdentityToken=token,
+            resourceCredentialProviderName="m2m",
+            scopes=["tools"],
+            oauth2Flow="M2M",
+            **extra,
+        )["accessToken"]
+
+    plain = m2m()
+    scoped = m2m(resources=["urn:test:reports"])
+    assert jwt_claims(plain)["aud"] == "agents"
+    assert jwt_claims(scoped)["aud"] == "urn:test:reports"
+    assert m2m(resources=["urn:test:reports"]) == scoped, "the resource's token is cached"
+    assert m2m() == plain
+
+
+def test_resources_are_checked_and_kept_to_m2m(dp, wat):
+    token = wat(user_id="resource-user")
+    message = raises(
+        "ValidationException",
+        400,
+        dp.get_resource_oauth2_token,
+        workloadIdentityToken=token,
+        resourceCredentialProviderName="m2m",
+        scopes=[],
+        oauth2Flow="M2M",
+        resources=["not a uri"],
+    )
+    assert "resources" in message, message
+    message = raises(
+        "ValidationException",
+        400,
+        dp.get_resource_oauth2_token,
+        workloadIdentityToken=token,
+        resourceCredentialProviderName="idp",
+        scopes=["openid"],
+        oauth2Flow="USER_FEDERATION",
+        audiences=["https://api.example.com"],
+    )
+    assert "audiences" in message and "M2M" in message, message

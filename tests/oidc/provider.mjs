@@ -70,9 +70,11 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: () => resource,
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
+      // The default resource's tokens are for `agents`; any other resource indicator asked
+      // for (RFC 8707) becomes the token's audience, so tests can see it was passed.
+      getResourceServerInfo: (ctx, indicator) => ({
         scope: 'tools other',
-        audience: 'agents',
+        audience: indicator === resource ? 'agents' : indicator,
         accessTokenTTL: accessTtl,
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg: 'RS256' } },
