@@ -298,6 +298,20 @@ impl Directory {
         Ok(deleted)
     }
 
+    /// Deletes every token vaulted from provider `name` (users' and M2M), so a provider
+    /// pointed elsewhere, or created again under this name, starts with nothing.
+    pub async fn purge_provider_tokens(vault: &Vault, name: &str) -> Result<usize, VaultError> {
+        let mut deleted = 0;
+        for kind in ["oauth_user", "oauth_m2m"] {
+            for owner in vault.owners(kind).await? {
+                if owner.provider == name && vault.delete(&owner).await? {
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// A provider ready for use, from the config or the API.
     pub async fn provider(
         &self,

@@ -304,7 +304,15 @@ pub async fn callback(
     code: Option<&str>,
     error: Option<&str>,
 ) -> Result<Callback, ConsentError> {
-    let mut session = load(vault, state).await?;
+    let owner = session_owner(state);
+    let (version, credential) = vault
+        .get_versioned(&owner)
+        .await?
+        .ok_or(ConsentError::UnknownSession)?;
+    let mut session = decode(&credential)?;
+    if session.expires_at <= store::now() {
+        return Err(ConsentError::UnknownSession);
+    }
     if !matches!(session.status, Status::Pending) {
         return Err(ConsentError::AlreadyUsed);
     }
@@ -341,7 +349,7 @@ pub async fn callback(
             refresh_token: tokens.refresh_token.map(|r| r.expose_secret().to_string()),
             expires_at: tokens
                 .expires_in
-                .map(|s| store::now() + i64::try_from(s).unwrap_or(3600)),
+                .map(|s| store::now() + crate::vault::credential::lifetime_secs(s)),
             scopes: tokens.scope.map_or_else(
                 || session.scopes.clone(),
                 |s| s.split_whitespace().map(str::to_string).collect(),
@@ -349,7 +357,11 @@ pub async fn callback(
         },
         Err(reason) => Status::Failed { reason },
     };
-    save(vault, state, &session).await?;
+    // One outcome per session: a second callback racing this one (a double load, a replayed
+    // code) finds the session changed and gets 400.
+    if !replace(vault, &owner, version, &session).await? {
+        return Err(ConsentError::AlreadyUsed);
+    }
     let refused = match &session.status {
         Status::Failed { reason } => Some(reason.clone()),
         _ => None,
@@ -412,10 +424,7 @@ pub async fn complete(
         replace(vault, &owner, version, &session).await?;
         return Err(ConsentError::UserMismatch);
     }
-    session.status = Status::Completed;
-    if !replace(vault, &owner, version, &session).await? {
-        return Err(ConsentError::AlreadyUsed);
-    }
+    // The tokens first: if storing them fails, the session is still there to complete again.
     let tokens = Credential::OAuth(OAuthTokens {
         access_token: SecretString::from(access_token),
         refresh_token: refresh_token.map(SecretString::from),
@@ -428,6 +437,10 @@ pub async fn complete(
             &tokens,
         )
         .await?;
+    session.status = Status::Completed;
+    if !replace(vault, &owner, version, &session).await? {
+        return Err(ConsentError::AlreadyUsed);
+    }
     Ok(session)
 }
 

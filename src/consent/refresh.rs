@@ -101,10 +101,13 @@ async fn refresh_locked(
     rejected: Option<&str>,
 ) -> Result<Arc<SecretString>, RefreshError> {
     let vault = state.vault();
-    let current = vault.get_fresh(owner).await.map_err(RefreshError::Vault)?;
-    let Some(Credential::OAuth(tokens)) = current.as_deref() else {
+    // Read with its version: the refreshed tokens replace exactly this record, never one
+    // revoked or replaced (a new consent) while the provider was answering.
+    let current = vault.stored(owner).await.map_err(RefreshError::Vault)?;
+    let Some((version, Credential::OAuth(tokens))) = &current else {
         return Err(RefreshError::ConsentNeeded);
     };
+    let version = *version;
     // Someone refreshed it while we waited.
     let still_current = match rejected {
         Some(rejected) => tokens.access_token.expose_secret() == rejected,
@@ -147,17 +150,31 @@ async fn refresh_locked(
                 refresh_token: response.refresh_token.or(Some(refresh_token)),
                 expires_at: response
                     .expires_in
-                    .map(|s| store::now() + i64::try_from(s).unwrap_or(3600)),
+                    .map(|s| store::now() + crate::vault::credential::lifetime_secs(s)),
                 scopes: response.scope.map_or_else(
                     || tokens.scopes.clone(),
                     |s| s.split_whitespace().map(str::to_string).collect(),
                 ),
             };
             // Stored before use: a rotated refresh token is never lost.
-            vault
-                .put(owner, &Credential::OAuth(renewed))
+            let expires_at = renewed.expires_at;
+            let stored = vault
+                .replace_version(owner, version, &Credential::OAuth(renewed), expires_at)
                 .await
                 .map_err(RefreshError::Vault)?;
+            if !stored {
+                // Revoked or replaced meanwhile: what is in the vault now decides.
+                audit(Outcome::Denied, Some("changed_meanwhile"));
+                return match vault
+                    .get_fresh(owner)
+                    .await
+                    .map_err(RefreshError::Vault)?
+                    .as_deref()
+                {
+                    Some(Credential::OAuth(latest)) => Ok(Arc::new(latest.access_token.clone())),
+                    _ => Err(RefreshError::ConsentNeeded),
+                };
+            }
             audit(Outcome::Success, None);
             Ok(Arc::new(response.access_token))
         }

@@ -2,10 +2,11 @@
 //! operations, paths and shapes as AWS's `bedrock-agentcore` (data plane) and
 //! `bedrock-agentcore-control` (control plane), so AWS's SDKs work against keygate unchanged.
 //!
-//! Every call: an audit slot is reserved first (a full audit queue refuses the call rather than
-//! serving it unaudited), the body is read (bounded), the SigV4 signature is verified against
-//! `[[api.credentials]]`, the operation runs in its own task (so a client that disconnects
-//! cannot cut it short between its effect and its audit line), and the outcome is audited.
+//! Every call: the body is read (bounded in size and time), the SigV4 signature is verified
+//! against `[[api.credentials]]` (refusals so far are audited best-effort), an audit slot is
+//! reserved (a full audit queue refuses the call rather than serving it unaudited), and the
+//! operation runs in its own task together with its audit line, so a client that disconnects
+//! cannot separate an effect from its record.
 //!
 //! - [`workload_identities`], [`credential_providers`], [`token_vault`]: the control plane.
 //! - [`access_tokens`]: workload access tokens (data plane).
@@ -39,6 +40,8 @@ pub use error::ApiError;
 
 /// Largest request body accepted (a user token may be 128 KiB).
 const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longest a client may take to send its body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The operations, by path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,8 +242,25 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     } else {
         body
     };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::Validation(format!("invalid request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::Validation(body_error(&e)))
+}
+
+/// A body error for the caller. serde's own text names unknown and missing fields (useful)
+/// but quotes the offending value for a wrong type, which may be a secret in the wrong field:
+/// those are reported by position only.
+fn body_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    if text.starts_with("invalid type")
+        || text.starts_with("invalid value")
+        || text.starts_with("invalid length")
+    {
+        return format!(
+            "invalid request body: a field has the wrong type or value (line {}, column {})",
+            error.line(),
+            error.column()
+        );
+    }
+    format!("invalid request body: {text}")
 }
 
 /// Whether this path belongs to the identity API.
@@ -263,31 +283,37 @@ pub async fn handle(
     let Some(api) = runtime.config.api.clone() else {
         return ApiError::UnknownOperation(path).into_response(&request_id);
     };
-    // Reserved before anything happens, so the outcome can always be written.
-    let Ok(slot) = state.audit().reserve() else {
-        return ApiError::Unavailable("the audit log is not keeping up; retry later".into())
-            .into_response(&request_id);
-    };
-    let audit = |error: &ApiError| {
-        AuditEvent::new(operation.name(), &request_id, Outcome::Denied)
-            .reason(Some(error.type_name()))
-            .source(conn.peer.ip())
+    // Refusals before the signature is verified are audited best-effort: an unauthenticated
+    // client must not be able to hold audit slots (or fill the queue) for everyone else.
+    let refuse = |error: ApiError| {
+        let _ = state.audit().record(
+            AuditEvent::new(operation.name(), &request_id, Outcome::Denied)
+                .reason(Some(error.type_name()))
+                .source(conn.peer.ip()),
+        );
+        error.into_response(&request_id)
     };
     if request.method() != http::Method::POST {
-        let error = ApiError::UnknownOperation(format!("{} {path}", request.method()));
-        slot.record(audit(&error));
-        return error.into_response(&request_id);
+        return refuse(ApiError::UnknownOperation(format!(
+            "{} {path}",
+            request.method()
+        )));
     }
     let (parts, incoming) = request.into_parts();
-    let body: Bytes = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let error = ApiError::Validation(format!(
-                "the request body is unreadable or larger than {} KiB",
+    // Bounded in size and in time: a client trickling its body cannot hold the request open.
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(incoming, MAX_BODY_BYTES).collect(),
+    )
+    .await;
+    let body: Bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => {
+            return refuse(ApiError::Validation(format!(
+                "the request body is unreadable, slower than {} s, or larger than {} KiB",
+                BODY_READ_TIMEOUT.as_secs(),
                 MAX_BODY_BYTES / 1024
-            ));
-            slot.record(audit(&error));
-            return error.into_response(&request_id);
+            )));
         }
     };
     let host = parts
@@ -305,10 +331,13 @@ pub async fn handle(
     };
     if let Err(refusal) = sigv4::verify(&signed, &api.credentials, &api.region, SystemTime::now()) {
         tracing::info!(request_id, operation = operation.name(), %refusal, "identity API call refused");
-        let error = ApiError::AccessDenied(refusal.to_string());
-        slot.record(audit(&error));
-        return error.into_response(&request_id);
+        return refuse(ApiError::AccessDenied(refusal.public_message().to_string()));
     }
+    // Authenticated: reserved before anything happens, so the outcome is always written.
+    let Ok(slot) = state.audit().reserve() else {
+        return ApiError::Unavailable("the audit log is not keeping up; retry later".into())
+            .into_response(&request_id);
+    };
     let call = Call {
         request_id: request_id.clone(),
         state: state.clone(),
@@ -317,33 +346,32 @@ pub async fn handle(
         user: None,
         provider: None,
     };
+    let source = conn.peer.ip();
+    // The operation and its audit line run in their own task: a client that disconnects cannot
+    // cut the call short between its effect and its audit line.
     let task = tokio::spawn(async move {
         let mut call = call;
         let result = run(operation, &mut call, &body).await;
-        (call, result)
-    });
-    let (call, result) = match task.await {
-        Ok(done) => done,
-        Err(_) => {
-            let error = ApiError::Internal("the operation panicked".into());
-            slot.record(audit(&error));
-            return error.into_response(&request_id);
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(e) if e.is_refusal() => Outcome::Denied,
+            Err(_) => Outcome::Error,
+        };
+        let mut event = AuditEvent::new(operation.name(), &call.request_id, outcome)
+            .workload(call.workload.as_deref())
+            .user(call.user.as_ref())
+            .provider(call.provider.as_deref())
+            .source(source);
+        if let Err(error) = &result {
+            event = event.reason(Some(error.type_name()));
         }
+        slot.record(event);
+        result
+    });
+    let result = match task.await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::Internal("the operation panicked".into())),
     };
-    let outcome = match &result {
-        Ok(_) => Outcome::Success,
-        Err(e) if e.is_refusal() => Outcome::Denied,
-        Err(_) => Outcome::Error,
-    };
-    let mut event = AuditEvent::new(operation.name(), &request_id, outcome)
-        .workload(call.workload.as_deref())
-        .user(call.user.as_ref())
-        .provider(call.provider.as_deref())
-        .source(conn.peer.ip());
-    if let Err(error) = &result {
-        event = event.reason(Some(error.type_name()));
-    }
-    slot.record(event);
     match result {
         Ok(reply) => respond(reply, &request_id),
         Err(error) => {

@@ -68,7 +68,14 @@ const RESERVED_PARAMETERS: &[&str] = &[
     "code_challenge_method",
     "scope",
     "request_uri",
+    "request",
+    "response_mode",
+    "resource",
+    "audience",
 ];
+
+/// Most `customParameters` one request may carry.
+const MAX_CUSTOM_PARAMETERS: usize = 20;
 
 /// The caller named by a workload access token; its workload must still exist.
 async fn caller(call: &mut Call, token: &str) -> Result<Arc<WorkloadClaims>, ApiError> {
@@ -346,6 +353,12 @@ async fn start(
         }
     }
     let custom_parameters = input.custom_parameters.unwrap_or_default();
+    if custom_parameters.len() > MAX_CUSTOM_PARAMETERS {
+        return Err(ApiError::validation(
+            "customParameters",
+            format!("may hold at most {MAX_CUSTOM_PARAMETERS} parameters"),
+        ));
+    }
     for (name, value) in &custom_parameters {
         let well_formed = (1..=256).contains(&name.len())
             && name
@@ -393,13 +406,14 @@ pub async fn complete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let session = consent::peek(call.state.vault(), &input.session_uri).await?;
     call.workload = Some(session.workload.clone());
     call.provider = Some(session.provider.clone());
+    // A session of a workload deleted since cannot put tokens under its name.
+    let workload = workload_identities::find(call, &session.workload).await?;
     let user = match (
         input.user_identifier.user_token,
         input.user_identifier.user_id,
     ) {
         (Some(token), None) => {
             validate::user_token("userIdentifier.userToken", &token)?;
-            let workload = workload_identities::find(call, &session.workload).await?;
             jwt_user(call, &workload, "userIdentifier.userToken", &token).await?
         }
         (None, Some(id)) => {

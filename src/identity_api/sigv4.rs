@@ -42,6 +42,31 @@ pub enum SigV4Error {
     Mismatch,
 }
 
+impl SigV4Error {
+    /// What the caller is told: an unknown key and a wrong signature read the same, so access
+    /// key ids cannot be probed. (The log keeps the precise reason.)
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            SigV4Error::UnknownKey | SigV4Error::Mismatch => {
+                "the request signature does not match, or the access key id is not known"
+            }
+            SigV4Error::Missing => {
+                "missing Authorization header: requests must be signed with AWS Signature Version 4"
+            }
+            SigV4Error::Malformed(_) => "malformed Authorization header",
+            SigV4Error::BadDate => "missing or malformed X-Amz-Date header",
+            SigV4Error::Stale => {
+                "signature expired: X-Amz-Date is more than 5 minutes from the server's time"
+            }
+            SigV4Error::WrongScope { .. } => {
+                "the credential scope must name this service's region and bedrock-agentcore"
+            }
+            SigV4Error::UnsignedHeaders => "the signed headers must include host and x-amz-date",
+            SigV4Error::BodyHash => "X-Amz-Content-Sha256 does not match the body",
+        }
+    }
+}
+
 /// The parts of a request that are signed.
 pub struct Signed<'a> {
     pub method: &'a str,
@@ -141,7 +166,11 @@ fn parse_amz_date(value: &str) -> Option<u64> {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let y = if month <= 2 { year - 1 } else { year };
+    let y = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let mp = (month + 9) % 12;
@@ -458,6 +487,7 @@ mod tests {
         assert_eq!(format_amz_date(1_440_938_160), "20150830T123600Z");
         assert_eq!(parse_amz_date("20150830T123600"), None);
         assert_eq!(parse_amz_date("2015083OT123600Z"), None);
+        assert_eq!(parse_amz_date("00000101T000000Z"), None);
     }
 
     fn signed_request(creds: &ApiCredential, at: SystemTime, body: &[u8]) -> (HeaderMap, Vec<u8>) {

@@ -114,6 +114,18 @@ pub fn return_url(field: &str, value: &str) -> Checked<()> {
     if !well_formed {
         return Err(ApiError::validation(field, "must be an absolute URL"));
     }
+    // Browsers are sent here: nothing that runs or embeds content instead of navigating.
+    let scheme = value
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if ["javascript", "data", "vbscript", "file", "blob"].contains(&scheme.as_str()) {
+        return Err(ApiError::validation(
+            field,
+            format!("may not use the {scheme}: scheme"),
+        ));
+    }
     Ok(())
 }
 
@@ -232,6 +244,9 @@ mod tests {
         assert!(return_url("u", "https://app.example.com/cb").is_ok());
         assert!(return_url("u", "not a url").is_err());
         assert!(return_url("u", "https:").is_err());
+        assert!(return_url("u", "javascript://x/%0aalert(1)").is_err());
+        assert!(return_url("u", "data:text/html,hi").is_err());
+        assert!(return_url("u", "myapp://oauth/cb").is_ok());
         assert!(user_token("t", "a.b.c").is_ok());
         assert!(user_token("t", "a.b").is_err());
         assert!(user_token("t", "a.b.c d").is_err());

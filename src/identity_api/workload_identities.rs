@@ -215,15 +215,22 @@ pub async fn delete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     {
         return Err(read_only(&input.name));
     }
-    if !call
+    let vault = call.state.vault();
+    if call
         .state
-        .vault()
-        .delete(&workload_owner(&input.name))
+        .directory()
+        .workload_record(vault, &input.name)
         .await?
+        .is_none()
     {
         return Err(not_found(&input.name));
     }
-    let purged = Directory::purge_workload_tokens(call.state.vault(), &input.name).await?;
+    // Its tokens first: if that fails the identity is still there, and deleting it again
+    // finishes the job. A workload created later under this name starts with nothing.
+    let purged = Directory::purge_workload_tokens(vault, &input.name).await?;
+    if !vault.delete(&workload_owner(&input.name)).await? {
+        return Err(not_found(&input.name));
+    }
     tracing::info!(workload = %input.name, purged, "workload identity deleted with its vaulted tokens");
     Ok(Reply::no_content())
 }

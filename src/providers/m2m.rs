@@ -139,6 +139,21 @@ impl M2mTokens {
         grant: Grant<'_>,
     ) -> Result<Arc<CachedToken>, Arc<CredentialError>> {
         let owner = Self::owner_for(workload, &client.provider, &grant);
+        if let Some(hit) = self.cache.get(&owner).await {
+            // The vault decides: a token revoked or replaced there (here, by another replica,
+            // or by `keygate vault revoke`) is not served from this cache. A vault that cannot
+            // be reached leaves the cached token serving until it expires.
+            match vault.get(&owner).await {
+                Ok(Some(stored))
+                    if matches!(&*stored, Credential::OAuth(t)
+                        if t.access_token.expose_secret() == hit.token.expose_secret()) =>
+                {
+                    return Ok(hit);
+                }
+                Err(_) => return Ok(hit),
+                Ok(_) => self.cache.invalidate(&owner).await,
+            }
+        }
         self.cache
             .try_get_with(owner.clone(), self.fetch(vault, client, owner, grant))
             .await
@@ -193,7 +208,7 @@ impl M2mTokens {
             .inc();
         let response = response?;
         let lifetime = response.expires_in.map_or(DEFAULT_LIFETIME, |s| {
-            i64::try_from(s).unwrap_or(DEFAULT_LIFETIME)
+            crate::vault::credential::lifetime_secs(s)
         });
         let expires_at = now + lifetime;
         let granted = response.scope.as_deref().map_or_else(

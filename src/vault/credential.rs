@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 /// Most bytes a single vaulted token may have (AgentCore's limit).
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
+/// Longest token lifetime believed (ten years): a provider's absurd `expires_in` cannot overflow
+/// the arithmetic or keep a token forever.
+pub const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// Seconds a provider's `expires_in` stands for, within [`MAX_LIFETIME_SECS`].
+pub fn lifetime_secs(expires_in: u64) -> i64 {
+    i64::try_from(expires_in)
+        .unwrap_or(MAX_LIFETIME_SECS)
+        .min(MAX_LIFETIME_SECS)
+}
+
 /// An OAuth token set for one owner.
 #[derive(Debug, Clone)]
 pub struct OAuthTokens {
@@ -139,6 +150,13 @@ mod tests {
         assert_eq!(t.access_token.expose_secret(), "at-123");
         assert_eq!(t.refresh_token.unwrap().expose_secret(), "rt-456");
         assert!(!format!("{c:?}").contains("at-123"));
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_capped() {
+        assert_eq!(lifetime_secs(3600), 3600);
+        assert_eq!(lifetime_secs(u64::MAX), MAX_LIFETIME_SECS);
+        assert_eq!(lifetime_secs(i64::MAX as u64), MAX_LIFETIME_SECS);
     }
 
     #[test]

@@ -32,6 +32,9 @@ use crate::metrics::Metrics;
 
 /// Longest a decrypted value stays cached, whatever its expiry.
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Changes this recent are read again at every sync, in case a transaction that took its
+/// sequence number earlier committed later (PostgreSQL).
+const LATE_COMMIT_WINDOW_SECS: i64 = 10;
 /// Longest a request waits for another replica's refresh of the same token.
 const LOCK_WAIT: Duration = Duration::from_secs(15);
 /// Change-log rows older than this are pruned.
@@ -108,7 +111,7 @@ pub struct Rotation {
 /// A fleet-wide lock from [`Vault::lock`]; release it when the work is done.
 pub struct VaultLock {
     lock: store::StoreLock,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl VaultLock {
@@ -136,9 +139,12 @@ impl Breaker {
     /// Runs a store call behind the breaker: refused at once while the store is known to be
     /// unreachable (but one caller at a time probes it), and trips it when the store cannot
     /// be reached.
+    /// `saturated` tells a busy pool (every connection in use: not an outage, so it must not
+    /// trip the breaker) from a database that cannot be reached.
     async fn guard<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
+        saturated: impl Fn() -> bool,
     ) -> Result<T, StoreError> {
         let b = self;
         if b.tripped.load(Ordering::Acquire) {
@@ -160,7 +166,12 @@ impl Breaker {
                 ));
             }
         }
-        let result = call.await;
+        let result = match call.await {
+            Err(StoreError::Unreachable(detail)) if saturated() => {
+                Err(StoreError::Unavailable(detail))
+            }
+            other => other,
+        };
         match &result {
             Err(StoreError::Unreachable(_)) => {
                 if !b.tripped.swap(true, Ordering::AcqRel) {
@@ -233,7 +244,7 @@ impl Vault {
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        self.breaker.guard(call).await
+        self.breaker.guard(call, || self.store.saturated()).await
     }
 
     pub fn current_key_id(&self) -> String {
@@ -383,12 +394,24 @@ impl Vault {
         Ok(entry.and_then(|e| self.open_live(owner, &e).map(|c| (e.version, c))))
     }
 
+    /// The record as the store has it now with its version, expired or not (a token past its
+    /// expiry may still be refreshed).
+    pub async fn stored(&self, owner: &Owner) -> Result<Option<(i64, Credential)>, VaultError> {
+        self.cache.invalidate(owner).await;
+        let entry = self.guarded(self.store.get(owner)).await?;
+        Ok(entry.and_then(|e| self.open_entry(owner, &e).map(|c| (e.version, c))))
+    }
+
     /// The credential in a record read straight from the store: `None` once it expired, and
     /// for a record that fails to open (logged and counted).
     fn open_live(&self, owner: &Owner, entry: &Entry) -> Option<Credential> {
         if entry.expires_at.is_some_and(|at| at <= store::now()) {
             return None;
         }
+        self.open_entry(owner, entry)
+    }
+
+    fn open_entry(&self, owner: &Owner, entry: &Entry) -> Option<Credential> {
         let ring = self.ring.load();
         match seal::open(&ring, owner, entry.version, &entry.sealed)
             .map(|p| Credential::from_wire(&p))
@@ -445,7 +468,10 @@ impl Vault {
     /// Invalidates cached values that other processes changed since the last call.
     pub async fn sync_changes(&self) -> Result<usize, VaultError> {
         let since = self.last_change.load(Ordering::Acquire);
-        let (newest, owners) = self.guarded(self.store.changes_since(since)).await?;
+        let recheck_from = store::now() - LATE_COMMIT_WINDOW_SECS;
+        let (newest, owners) = self
+            .guarded(self.store.changes_since(since, recheck_from))
+            .await?;
         for owner in &owners {
             self.cache.invalidate(owner).await;
         }
@@ -461,12 +487,20 @@ impl Vault {
     /// Holds the fleet-wide lock on `owner` (see [`Store::lock`]) for work that must happen once
     /// across replicas, such as refreshing a token.
     pub async fn lock(&self, owner: &Owner) -> Result<VaultLock, VaultError> {
-        // Each lock holds a database connection while its holder needs another for the work:
-        // a bounded number of holders keeps the pool from running dry.
-        let permit = tokio::time::timeout(LOCK_WAIT, self.lock_slots.clone().acquire_owned())
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out waiting for a vault lock".into()))?
-            .map_err(|_| StoreError::Unavailable("vault closed".into()))?;
+        // On PostgreSQL each lock holds a database connection while its holder needs another
+        // for the work: a bounded number of holders keeps the pool from running dry. (SQLite
+        // locks hold nothing.)
+        let permit = match self.store {
+            Store::Sqlite(_) => None,
+            Store::Postgres(_) => Some(
+                tokio::time::timeout(LOCK_WAIT, self.lock_slots.clone().acquire_owned())
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable("timed out waiting for a vault lock".into())
+                    })?
+                    .map_err(|_| StoreError::Unavailable("vault closed".into()))?,
+            ),
+        };
         Ok(VaultLock {
             lock: self.guarded(self.store.lock(owner, LOCK_WAIT)).await?,
             _permit: permit,
@@ -489,6 +523,7 @@ impl Vault {
                 ticks += 1;
                 if ticks.is_multiple_of(600) {
                     let _ = vault.store.prune_changes(CHANGE_LOG_RETENTION_SECS).await;
+                    let _ = vault.store.prune_expired("consent_session").await;
                 }
             }
         });
@@ -600,15 +635,24 @@ mod breaker_tests {
     use std::sync::atomic::AtomicUsize;
 
     async fn call(b: &Breaker, ran: &AtomicUsize, up: bool) -> Result<(), StoreError> {
-        b.guard(async {
+        call_busy(b, ran, up, false).await
+    }
+
+    async fn call_busy(
+        b: &Breaker,
+        ran: &AtomicUsize,
+        up: bool,
+        saturated: bool,
+    ) -> Result<(), StoreError> {
+        let work = async {
             ran.fetch_add(1, Ordering::SeqCst);
             if up {
                 Ok(())
             } else {
-                Err(StoreError::Unreachable("refused".into()))
+                Err(StoreError::Unreachable("pool timed out".into()))
             }
-        })
-        .await
+        };
+        b.guard(work, || saturated).await
     }
 
     #[tokio::test]
@@ -638,14 +682,20 @@ mod breaker_tests {
     }
 
     #[tokio::test]
-    async fn other_store_errors_do_not_trip_it() {
+    async fn other_store_errors_and_a_busy_pool_do_not_trip_it() {
         let b = Breaker::default();
         let r: Result<(), StoreError> = b
-            .guard(async { Err(StoreError::Unavailable("lock timeout".into())) })
+            .guard(
+                async { Err(StoreError::Unavailable("lock timeout".into())) },
+                || false,
+            )
             .await;
         assert!(r.is_err());
         let ran = AtomicUsize::new(0);
+        // Every connection busy: the timeout is load, not an outage.
+        let busy = call_busy(&b, &ran, false, true).await;
+        assert!(matches!(busy, Err(StoreError::Unavailable(_))), "{busy:?}");
         assert!(call(&b, &ran, true).await.is_ok());
-        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
     }
 }

@@ -104,6 +104,12 @@ const MIGRATIONS: &[Migration] = &[
             CREATE TRIGGER keygate_vault_changed AFTER INSERT ON vault_changes
             FOR EACH ROW EXECUTE FUNCTION keygate_vault_notify();",
     },
+    // Readers re-read recent changes by time (see `changes_since`).
+    Migration {
+        version: 4,
+        sqlite: "CREATE INDEX vault_changes_changed_at ON vault_changes (changed_at)",
+        postgres: "CREATE INDEX vault_changes_changed_at ON vault_changes (changed_at)",
+    },
 ];
 
 /// The channel PostgreSQL notifies on every vault change.
@@ -491,6 +497,13 @@ impl Store {
         }
     }
 
+    /// Every connection is open and in use: a pool timeout now means load, not an outage.
+    pub fn saturated(&self) -> bool {
+        on_pool!(self, |pool| {
+            pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
+        })
+    }
+
     /// A listener for change notifications (PostgreSQL only).
     pub async fn change_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
         match self {
@@ -547,11 +560,23 @@ impl Store {
     }
 
     /// Owners changed after `seq`, with the newest sequence number seen.
-    pub async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<Owner>), StoreError> {
+    ///
+    /// Rows changed at or after `recheck_from` (unix seconds) are returned again even below
+    /// `seq`: on PostgreSQL sequence numbers are taken at insert, not at commit, so a slow
+    /// transaction can commit a lower number after a higher one was already read.
+    pub async fn changes_since(
+        &self,
+        seq: i64,
+        recheck_from: i64,
+    ) -> Result<(i64, Vec<Owner>), StoreError> {
         const SQL: &str = "SELECT seq, kind, workload, user_issuer, user_id, provider, qualifier
-            FROM vault_changes WHERE seq > $1 ORDER BY seq LIMIT 10000";
+            FROM vault_changes WHERE seq > $1 OR changed_at >= $2 ORDER BY seq LIMIT 10000";
         on_pool!(self, |pool| {
-            let rows = sqlx::query(SQL).bind(seq).fetch_all(pool).await?;
+            let rows = sqlx::query(SQL)
+                .bind(seq)
+                .bind(recheck_from)
+                .fetch_all(pool)
+                .await?;
             let mut newest = seq;
             let mut owners = Vec::with_capacity(rows.len());
             for row in &rows {
@@ -559,6 +584,21 @@ impl Store {
                 owners.push(owner_from_row!(row));
             }
             Ok((newest, owners))
+        })
+    }
+
+    /// Deletes records of `kind` past their expiry (consent sessions: nothing reads them once
+    /// expired). Not for OAuth tokens, whose refresh tokens outlive the access token's expiry.
+    pub async fn prune_expired(&self, kind: &str) -> Result<u64, StoreError> {
+        on_pool!(self, |pool| {
+            let done = sqlx::query(
+                "DELETE FROM vault_entries WHERE kind = $1 AND expires_at IS NOT NULL AND expires_at < $2",
+            )
+            .bind(kind)
+            .bind(now())
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
         })
     }
 

@@ -626,3 +626,74 @@ def test_tenant_vendors_need_their_issuer(cp, unique):
     assert discovery == {
         "discoveryUrl": "https://tenant.okta.example/oauth2/default/.well-known/openid-configuration"
     }
+
+
+def test_moving_a_provider_needs_its_secret_again_and_drops_its_tokens(
+    cp, dp, wat, explicit_endpoints_provider
+):
+    """The stored client secret only ever goes where it went before: pointing the provider at
+    another token endpoint without giving the secret again is refused; with it, the tokens
+    from the old server are dropped."""
+    name, metadata, _ = explicit_endpoints_provider
+    token = wat()
+    m2m = lambda: dp.get_resource_oauth2_token(  # noqa: E731
+        workloadIdentityToken=token,
+        resourceCredentialProviderName=name,
+        scopes=["tools"],
+        oauth2Flow="M2M",
+    )["accessToken"]
+    first = m2m()
+    moved = dict(metadata, tokenEndpoint="https://collector.example.net/token")
+    message = raises(
+        "ValidationException",
+        400,
+        cp.update_oauth2_credential_provider,
+        name=name,
+        credentialProviderVendor="CustomOauth2",
+        oauth2ProviderConfigInput={
+            "customOauth2ProviderConfig": {
+                "oauthDiscovery": {"authorizationServerMetadata": moved},
+                "clientId": "agent-m2m-post",
+                "clientAuthenticationMethod": "CLIENT_SECRET_POST",
+            }
+        },
+    )
+    assert "clientSecret" in message, message
+    assert m2m() == first, "a refused update changed nothing"
+    # Same endpoints, secret given again: allowed; a plain-http endpoint off this machine: not.
+    message = raises(
+        "ValidationException",
+        400,
+        cp.update_oauth2_credential_provider,
+        name=name,
+        credentialProviderVendor="CustomOauth2",
+        oauth2ProviderConfigInput={
+            "customOauth2ProviderConfig": {
+                "oauthDiscovery": {
+                    "authorizationServerMetadata": dict(
+                        metadata, tokenEndpoint="http://collector.example.net/token"
+                    )
+                },
+                "clientId": "agent-m2m-post",
+                "clientSecret": M2M_POST_SECRET,
+                "clientAuthenticationMethod": "CLIENT_SECRET_POST",
+            }
+        },
+    )
+    assert "https" in message, message
+
+
+def test_a_value_of_the_wrong_type_is_not_echoed(raw, wat):
+    response = raw(
+        "/identities/oauth2/token",
+        {
+            "workloadIdentityToken": wat(),
+            "resourceCredentialProviderName": "m2m",
+            "scopes": [],
+            "oauth2Flow": "M2M",
+            "forceAuthentication": "s3cret-in-the-wrong-field",
+        },
+    )
+    message = assert_aws_error(response, 400, "ValidationException")
+    assert "s3cret" not in response.text, response.text
+    assert "wrong type" in message, message

@@ -249,3 +249,47 @@ def test_a_recreated_workload_does_not_inherit_the_deleted_ones_tokens(cp, dp, b
     raises("UnauthorizedException", 401, request_token, dp=dp, wat=token)
     cp.create_workload_identity(name=name, allowedResourceOauth2ReturnUrls=[RETURN_URL])
     assert_in_progress(request_token(dp, wat(workload=name, user_id=user)))
+
+
+def test_reserved_and_too_many_custom_parameters_are_refused(dp, wat, user):
+    token = wat(user_id=user)
+    for name in ["redirect_uri", "audience", "resource", "response_mode", "request"]:
+        message = raises(
+            "ValidationException",
+            400,
+            request_token,
+            dp=dp,
+            wat=token,
+            resourceOauth2ReturnUrl=RETURN_URL,
+            customParameters={name: "x"},
+        )
+        assert "customParameters" in message and name in message, message
+    many = {f"p{i}": "x" for i in range(21)}
+    message = raises(
+        "ValidationException",
+        400,
+        request_token,
+        dp=dp,
+        wat=token,
+        resourceOauth2ReturnUrl=RETURN_URL,
+        customParameters=many,
+    )
+    assert "at most 20" in message, message
+
+
+def test_a_session_of_a_deleted_workload_cannot_be_completed(cp, dp, browser, wat, user, unique):
+    name = unique("gone")
+    cp.create_workload_identity(name=name, allowedResourceOauth2ReturnUrls=[RETURN_URL])
+    started = request_token(dp, wat(workload=name, user_id=user))
+    browser.drive(started["authorizationUrl"], login=user)
+    cp.delete_workload_identity(name=name)
+    raises(
+        "ResourceNotFoundException",
+        404,
+        dp.complete_resource_token_auth,
+        sessionUri=started["sessionUri"],
+        userIdentifier={"userId": user},
+    )
+    # Recreated under the same name: nothing of the old session reaches it.
+    cp.create_workload_identity(name=name, allowedResourceOauth2ReturnUrls=[RETURN_URL])
+    assert_in_progress(request_token(dp, wat(workload=name, user_id=user)))

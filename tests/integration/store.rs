@@ -42,10 +42,10 @@ fn seal_now() -> i64 {
 
 async fn suite(url: &str) {
     let store = Store::open(url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     // Opening again (a restart, another replica) migrates nothing twice.
     let again = Store::open(url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(again.schema_version().await.unwrap(), 4);
     again.close().await;
     let start = store.latest_change().await.unwrap();
 
@@ -119,13 +119,17 @@ async fn suite(url: &str) {
     assert!(store.get(&alice).await.unwrap().is_none());
 
     // Every write and delete was recorded for other processes' caches, in order.
-    let (newest, changed) = store.changes_since(start).await.unwrap();
+    let (newest, changed) = store.changes_since(start, i64::MAX).await.unwrap();
     assert_eq!(newest, store.latest_change().await.unwrap());
     assert_eq!(changed.first(), Some(&alice));
     assert_eq!(changed.last(), Some(&alice));
     assert_eq!(changed.len(), 1 + 1 + 40 + 1 + 1 + 1);
-    let (again, none) = store.changes_since(newest).await.unwrap();
+    let (again, none) = store.changes_since(newest, i64::MAX).await.unwrap();
     assert_eq!((again, none.len()), (newest, 0));
+    // Recent changes are read again (a PostgreSQL transaction may commit a lower sequence
+    // number after a higher one was read).
+    let (_, recent) = store.changes_since(newest, seal_now() - 10).await.unwrap();
+    assert!(recent.contains(&alice), "{recent:?}");
 
     conditional_writes(&store, &r).await;
     store.close().await;

@@ -271,7 +271,13 @@ pub(super) async fn delete(call: &mut Call, body: &[u8], oauth2: bool) -> Result
         Some(ProviderSpec::ApiKey { .. }) => !oauth2,
         None => false,
     };
-    if !matches || !vault.delete(&provider_owner(&input.name)).await? {
+    if !matches {
+        return Err(not_found(kind, &input.name));
+    }
+    // Its tokens first (a failure leaves the provider to delete again); a provider created
+    // later under this name starts with nothing.
+    Directory::purge_provider_tokens(vault, &input.name).await?;
+    if !vault.delete(&provider_owner(&input.name)).await? {
         return Err(not_found(kind, &input.name));
     }
     Ok(Reply::no_content())

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::ProviderKind;
 use crate::consent;
-use crate::directory::{self, OAuth2Spec, ProviderRecord, ProviderSpec};
+use crate::directory::{self, Directory, OAuth2Spec, ProviderRecord, ProviderSpec};
 use crate::identity_api::{ApiError, Call, Reply, parse, validate};
 use crate::providers::vendors;
 
@@ -131,10 +131,24 @@ pub async fn update_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErr
     )?;
     spec.to_config()
         .map_err(|e| ApiError::validation("oauth2ProviderConfigInput", e))?;
+    let mut moved = false;
     let record = update_record(call, &input.name, |record| match &record.spec {
         ProviderSpec::OAuth2(old) => {
-            // A secret left out keeps the one stored.
+            moved = old.vendor != spec.vendor
+                || old.client_id != spec.client_id
+                || old.discovery_url != spec.discovery_url
+                || old.issuer != spec.issuer
+                || old.authorization_endpoint != spec.authorization_endpoint
+                || old.token_endpoint != spec.token_endpoint
+                || old.tenant != spec.tenant;
             if spec.client_secret.is_none() {
+                // The stored secret only ever goes where it went before.
+                if moved {
+                    return Err(ApiError::validation(
+                        "clientSecret",
+                        "is required when the vendor, client id, endpoints or discovery URL change",
+                    ));
+                }
                 spec.client_secret = old.client_secret.clone();
             }
             record.spec = ProviderSpec::OAuth2(spec.clone());
@@ -143,6 +157,11 @@ pub async fn update_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErr
         ProviderSpec::ApiKey { .. } => Err(not_found("OAuth2", &input.name)),
     })
     .await?;
+    if moved {
+        // Tokens from the old authorization server are not sent to the new one's resources.
+        let purged = Directory::purge_provider_tokens(call.state.vault(), &input.name).await?;
+        tracing::info!(provider = %input.name, purged, "provider moved; its vaulted tokens were deleted");
+    }
     let ProviderSpec::OAuth2(stored) = &record.spec else {
         return Err(not_found("OAuth2", &input.name));
     };

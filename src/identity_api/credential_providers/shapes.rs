@@ -74,12 +74,22 @@ pub(super) fn config_key(vendor: &str) -> &'static str {
     }
 }
 
+/// An authorization server's URL: https, or plain http to this machine only (development), so
+/// client secrets and refresh tokens never cross a network in clear.
 pub(super) fn http_url(field: &str, value: &str) -> Result<String, ApiError> {
+    let loopback = |u: &url::Url| match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
     match url::Url::parse(value) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {
-            Ok(value.to_string())
-        }
-        _ => Err(ApiError::validation(field, "must be an http(s) URL")),
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(value.to_string()),
+        Ok(u) if u.scheme() == "http" && loopback(&u) => Ok(value.to_string()),
+        _ => Err(ApiError::validation(
+            field,
+            "must be an https URL (plain http only to localhost)",
+        )),
     }
 }
 
