@@ -182,6 +182,19 @@ async fn m2m_tokens_are_fetched_once_for_a_burst_and_shared() {
         .await
         .unwrap();
     assert!(stored.is_some());
+
+    // Revoked in the vault (as `keygate vault revoke` or another replica would): the running
+    // gateway stops injecting it and fetches a new one.
+    let owner =
+        keygate::providers::m2m::M2mTokens::owner("agent-one", "idp-basic", &["tools".into()]);
+    assert!(gw.state.vault().delete(&owner).await.unwrap());
+    let (status, _, body) = get_auth(&gw.url("/m2m/x"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        shim.count(),
+        3,
+        "the revoked M2M token was still served from the cache"
+    );
 }
 
 #[tokio::test]
