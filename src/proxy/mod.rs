@@ -367,11 +367,18 @@ fn describe_caller(headers: &mut header::HeaderMap, caller: &Caller) {
         ),
     ];
     for (name, value) in values {
-        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        let encoded =
+            value.map(|v| percent_encoding::utf8_percent_encode(v, CALLER_ENCODE).to_string());
+        if let Some(value) = encoded.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(name.clone(), value);
         }
     }
 }
+
+/// Caller headers carry UTF-8 percent-encoded where a header cannot carry it as it is (control
+/// and non-ASCII characters), and `%` itself, so upstreams percent-decode every value and a
+/// user such as `josé` is never dropped.
+const CALLER_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
 /// The authority the client addressed: the `Host` header, else the URI's (HTTP/2 `:authority`).
 fn request_authority(parts: &http::request::Parts) -> Option<&str> {

@@ -730,3 +730,23 @@ async fn the_verified_token_cache_can_be_turned_off() {
         );
     }
 }
+
+#[tokio::test]
+async fn user_ids_any_header_cannot_carry_reach_the_upstream_percent_encoded() {
+    let key = SigningKey::generate("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(&idp, &upstream)).await;
+    for (sub, sent) in [
+        ("josé", "jos%C3%A9"),
+        ("100%", "100%25"),
+        ("line\nbreak", "line%0Abreak"),
+        ("plain-user@example.com", "plain-user@example.com"),
+    ] {
+        let claims = with(good_claims(&idp), "sub", json!(sub));
+        let token = key.sign_raw(ES256_K1, &claims.to_string());
+        let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(seen(&body).header("x-keygate-user"), Some(sent), "{sub:?}");
+    }
+}
