@@ -407,6 +407,7 @@ impl Checker {
             region: raw.region.clone(),
             account_id: raw.account_id.clone(),
             max_workload_identities: raw.max_workload_identities.unwrap_or(100),
+            max_credential_providers: raw.max_credential_providers.unwrap_or(100),
             default_authorizer: raw.default_authorizer.clone(),
             credentials,
         }

@@ -106,6 +106,8 @@ pub struct ApiConfig {
     pub region: String,
     pub account_id: String,
     pub max_workload_identities: u32,
+    /// Most credential providers the API may create (their names label metrics).
+    pub max_credential_providers: u32,
     pub default_authorizer: Option<String>,
     pub credentials: Vec<ApiCredential>,
 }

@@ -64,6 +64,7 @@ pub struct RawApi {
     pub region: String,
     pub account_id: String,
     pub max_workload_identities: Option<u32>,
+    pub max_credential_providers: Option<u32>,
     pub default_authorizer: Option<String>,
     #[serde(default)]
     pub credentials: Vec<RawApiCredential>,

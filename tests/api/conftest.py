@@ -94,7 +94,13 @@ class Service:
 
 
 def keygate_config(
-    *, port: int, admin: int, folder: Path, discovery_url: str, max_workloads: int
+    *,
+    port: int,
+    admin: int,
+    folder: Path,
+    discovery_url: str,
+    max_workloads: int,
+    max_providers: int = 100,
 ) -> str:
     return f"""
 [server]
@@ -113,6 +119,7 @@ path = "{folder}/audit.jsonl"
 region = "{REGION}"
 account_id = "{ACCOUNT_ID}"
 max_workload_identities = {max_workloads}
+max_credential_providers = {max_providers}
 default_authorizer = "corp"
 [[api.credentials]]
 access_key_id = "{ACCESS_KEY_ID}"
@@ -226,7 +233,13 @@ def start_keygate(run_dir, oidc):
         pytest.fail(f"{KEYGATE_BIN} does not exist: build keygate first (cargo build)")
     started: list[Service] = []
 
-    def start(name: str, *, max_workloads: int, ports: tuple[int, int] | None = None) -> Keygate:
+    def start(
+        name: str,
+        *,
+        max_workloads: int,
+        max_providers: int = 100,
+        ports: tuple[int, int] | None = None,
+    ) -> Keygate:
         port, admin = ports or (free_port(), free_port())
         folder = run_dir / name
         folder.mkdir()
@@ -238,6 +251,7 @@ def start_keygate(run_dir, oidc):
                 folder=folder,
                 discovery_url=oidc.discovery_url,
                 max_workloads=max_workloads,
+                max_providers=max_providers,
             )
         )
         env = dict(os.environ)

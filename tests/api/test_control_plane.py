@@ -697,3 +697,25 @@ def test_a_value_of_the_wrong_type_is_not_echoed(raw, wat):
     message = assert_aws_error(response, 400, "ValidationException")
     assert "s3cret" not in response.text, response.text
     assert "wrong type" in message, message
+
+
+def test_credential_provider_quota(start_keygate):
+    # Provider names label the token metrics: the API may create only so many.
+    small = start_keygate("provider-quota", max_workloads=5, max_providers=2)
+    cp = small.client("bedrock-agentcore-control")
+    cp.create_api_key_credential_provider(name="quota-key-1", apiKey="k1")
+    cp.create_oauth2_credential_provider(
+        name="quota-oauth-1",
+        credentialProviderVendor="GoogleOauth2",
+        oauth2ProviderConfigInput={"googleOauth2ProviderConfig": {"clientId": "c", "clientSecret": "s"}},
+    )
+    message = raises(
+        "ServiceQuotaExceededException",
+        402,
+        cp.create_api_key_credential_provider,
+        name="quota-key-2",
+        apiKey="k2",
+    )
+    assert "max_credential_providers" in message, message
+    cp.delete_api_key_credential_provider(name="quota-key-1")
+    cp.create_api_key_credential_provider(name="quota-key-2", apiKey="k2")

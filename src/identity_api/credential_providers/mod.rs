@@ -147,6 +147,17 @@ pub(super) async fn create(
     name: &str,
     record: &ProviderRecord,
 ) -> Result<(), ApiError> {
+    let max = call.api()?.max_credential_providers as usize;
+    if Directory::names(call.state.vault(), directory::PROVIDER_KIND)
+        .await?
+        .len()
+        >= max
+    {
+        return Err(ApiError::QuotaExceeded(format!(
+            "the limit of {max} credential providers created through the API is reached \
+             ([api].max_credential_providers)"
+        )));
+    }
     if !Directory::create(call.state.vault(), &provider_owner(name), record).await? {
         return Err(ApiError::Conflict(format!(
             "credential provider '{name}' already exists"
