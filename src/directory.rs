@@ -287,24 +287,23 @@ impl Directory {
     /// Deletes every token vaulted for `workload` (its users' and its M2M tokens), so a workload
     /// created later under the same name starts with nothing. Returns how many were deleted.
     pub async fn purge_workload_tokens(vault: &Vault, workload: &str) -> Result<usize, VaultError> {
-        let mut deleted = 0;
-        for kind in ["oauth_user", "oauth_m2m"] {
-            for owner in vault.owners(kind).await? {
-                if owner.workload == workload && vault.delete(&owner).await? {
-                    deleted += 1;
-                }
-            }
-        }
-        Ok(deleted)
+        Self::purge_tokens(vault, |owner| owner.workload == workload).await
     }
 
     /// Deletes every token vaulted from provider `name` (users' and M2M), so a provider
     /// pointed elsewhere, or created again under this name, starts with nothing.
     pub async fn purge_provider_tokens(vault: &Vault, name: &str) -> Result<usize, VaultError> {
+        Self::purge_tokens(vault, |owner| owner.provider == name).await
+    }
+
+    async fn purge_tokens(
+        vault: &Vault,
+        selected: impl Fn(&Owner) -> bool,
+    ) -> Result<usize, VaultError> {
         let mut deleted = 0;
         for kind in ["oauth_user", "oauth_m2m"] {
             for owner in vault.owners(kind).await? {
-                if owner.provider == name && vault.delete(&owner).await? {
+                if selected(&owner) && vault.delete(&owner).await? {
                     deleted += 1;
                 }
             }

@@ -185,6 +185,19 @@ async fn load(vault: &Vault, id: &str) -> Result<Session, ConsentError> {
     Ok(session)
 }
 
+/// A live session with its record version, for a compare-and-swap update.
+async fn load_versioned(vault: &Vault, owner: &Owner) -> Result<(i64, Session), ConsentError> {
+    let (version, credential) = vault
+        .get_versioned(owner)
+        .await?
+        .ok_or(ConsentError::UnknownSession)?;
+    let session = decode(&credential)?;
+    if session.expires_at <= store::now() {
+        return Err(ConsentError::UnknownSession);
+    }
+    Ok((version, session))
+}
+
 fn decode(credential: &Credential) -> Result<Session, ConsentError> {
     match credential {
         Credential::Secret(json) => {
@@ -305,14 +318,7 @@ pub async fn callback(
     error: Option<&str>,
 ) -> Result<Callback, ConsentError> {
     let owner = session_owner(state);
-    let (version, credential) = vault
-        .get_versioned(&owner)
-        .await?
-        .ok_or(ConsentError::UnknownSession)?;
-    let mut session = decode(&credential)?;
-    if session.expires_at <= store::now() {
-        return Err(ConsentError::UnknownSession);
-    }
+    let (version, mut session) = load_versioned(vault, &owner).await?;
     if !matches!(session.status, Status::Pending) {
         return Err(ConsentError::AlreadyUsed);
     }
@@ -393,14 +399,7 @@ pub async fn complete(
 ) -> Result<Session, ConsentError> {
     let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
     let owner = session_owner(id);
-    let (version, credential) = vault
-        .get_versioned(&owner)
-        .await?
-        .ok_or(ConsentError::UnknownSession)?;
-    let mut session = decode(&credential)?;
-    if session.expires_at <= store::now() {
-        return Err(ConsentError::UnknownSession);
-    }
+    let (version, mut session) = load_versioned(vault, &owner).await?;
     let (access_token, refresh_token, expires_at, scopes) = match &session.status {
         Status::Pending => return Err(ConsentError::NotReady),
         Status::Failed { reason } => return Err(ConsentError::Failed(reason.clone())),
