@@ -190,9 +190,7 @@ async fn m2m(
                 ApiError::Unavailable(format!("the credential provider failed: {p}"))
             }
         })?;
-    Ok(Reply::ok(
-        json!({ "accessToken": token.token.expose_secret() }),
-    ))
+    Ok(Reply::ok(json!({ "accessToken": token.expose_secret() })))
 }
 
 async fn user_federation(

@@ -1,15 +1,16 @@
-//! Machine-to-machine tokens (client credentials): one per (workload, provider, scopes), shared by
-//! all users of the workload, kept in the vault and cached until shortly before they expire.
-//! Concurrent requests for a missing or expiring token make exactly one call to the token
-//! endpoint (moka's `try_get_with` merges them).
+//! Machine-to-machine tokens (client credentials): one per (workload, provider, grant), shared by
+//! all users of the workload. The vault is their only store and cache: a token is vaulted with
+//! the time it may be used until (a minute, or a quarter of a short life, before it expires), so
+//! the vault's cache serves it and drops it on time, and a revocation anywhere reaches it like
+//! any other vault entry. Concurrent requests for a missing or spent token make exactly one call
+//! to the token endpoint (merged here, and across replicas by the vault's lock).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::Expiry;
 use moka::future::Cache;
 use prometheus::IntCounterVec;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::ProviderError;
 use super::oauth::OAuthClient;
@@ -44,44 +45,34 @@ impl<'a> Grant<'a> {
     }
 }
 
-/// A token ready to inject.
-pub struct CachedToken {
-    pub token: SecretString,
-    /// Unix seconds after which it must not be used.
-    pub use_until: i64,
-}
-
 /// Seconds before expiry at which a token is replaced: a minute, or a quarter of a short life.
 fn refresh_margin(lifetime: i64) -> i64 {
     (lifetime / 4).clamp(0, 60)
 }
 
-struct UntilReplaced;
-
-impl Expiry<Owner, Arc<CachedToken>> for UntilReplaced {
-    fn expire_after_create(
-        &self,
-        _: &Owner,
-        value: &Arc<CachedToken>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_secs(
-            u64::try_from(value.use_until - store::now()).unwrap_or(0),
-        ))
+/// The vaulted token, while it may still be used (its vaulted expiry is its use-until time).
+fn usable(stored: Option<&Credential>) -> Option<SecretString> {
+    match stored {
+        Some(Credential::OAuth(t)) if t.expires_at.is_none_or(|at| at > store::now()) => {
+            Some(t.access_token.clone())
+        }
+        _ => None,
     }
 }
 
 pub struct M2mTokens {
-    cache: Cache<Owner, Arc<CachedToken>>,
+    /// Fetches in progress, merged per owner; emptied as soon as each is done (the vault
+    /// keeps the result).
+    fetches: Cache<Owner, SecretString>,
     token_requests: IntCounterVec,
 }
 
 impl M2mTokens {
     pub fn new(token_requests: IntCounterVec) -> Self {
         M2mTokens {
-            cache: Cache::builder()
+            fetches: Cache::builder()
                 .max_capacity(10_000)
-                .expire_after(UntilReplaced)
+                .time_to_live(Duration::from_secs(30))
                 .build(),
             token_requests,
         }
@@ -125,38 +116,34 @@ impl M2mTokens {
         client: &OAuthClient,
         workload: &str,
         scopes: &[String],
-    ) -> Result<Arc<CachedToken>, Arc<CredentialError>> {
+    ) -> Result<SecretString, Arc<CredentialError>> {
         self.token_for(vault, client, workload, Grant::scopes(scopes))
             .await
     }
 
-    /// A token for `workload` from `client` for `grant`.
+    /// A token for `workload` from `client` for `grant`: the vaulted one while it may be used,
+    /// else a new one (one fetch for all who ask at once).
     pub async fn token_for(
         &self,
         vault: &Vault,
         client: &OAuthClient,
         workload: &str,
         grant: Grant<'_>,
-    ) -> Result<Arc<CachedToken>, Arc<CredentialError>> {
+    ) -> Result<SecretString, Arc<CredentialError>> {
         let owner = Self::owner_for(workload, &client.provider, &grant);
-        if let Some(hit) = self.cache.get(&owner).await {
-            // The vault decides: a token revoked or replaced there (here, by another replica,
-            // or by `keygate vault revoke`) is not served from this cache. A vault that cannot
-            // be reached leaves the cached token serving until it expires.
-            match vault.get(&owner).await {
-                Ok(Some(stored))
-                    if matches!(&*stored, Credential::OAuth(t)
-                        if t.access_token.expose_secret() == hit.token.expose_secret()) =>
-                {
-                    return Ok(hit);
-                }
-                Err(_) => return Ok(hit),
-                Ok(_) => self.cache.invalidate(&owner).await,
-            }
-        }
-        self.cache
-            .try_get_with(owner.clone(), self.fetch(vault, client, owner, grant))
+        let stored = vault
+            .get(&owner)
             .await
+            .map_err(|e| Arc::new(CredentialError::Vault(e)))?;
+        if let Some(token) = usable(stored.as_deref()) {
+            return Ok(token);
+        }
+        let fetched = self
+            .fetches
+            .try_get_with(owner.clone(), self.fetch(vault, client, &owner, grant))
+            .await;
+        self.fetches.invalidate(&owner).await;
+        fetched
     }
 
     /// One fetch per token across the fleet: under the vault's lock, whoever comes second finds
@@ -165,10 +152,10 @@ impl M2mTokens {
         &self,
         vault: &Vault,
         client: &OAuthClient,
-        owner: Owner,
+        owner: &Owner,
         grant: Grant<'_>,
-    ) -> Result<Arc<CachedToken>, CredentialError> {
-        let lock = vault.lock(&owner).await?;
+    ) -> Result<SecretString, CredentialError> {
+        let lock = vault.lock(owner).await?;
         let result = self.fetch_locked(vault, client, owner, grant).await;
         lock.release().await;
         result
@@ -178,26 +165,15 @@ impl M2mTokens {
         &self,
         vault: &Vault,
         client: &OAuthClient,
-        owner: Owner,
+        owner: &Owner,
         grant: Grant<'_>,
-    ) -> Result<Arc<CachedToken>, CredentialError> {
-        let scopes = grant.scopes;
-        let now = store::now();
+    ) -> Result<SecretString, CredentialError> {
         // Another replica (or an earlier run) may have a good one in the vault.
-        if let Some(stored) = vault.get_fresh(&owner).await?
-            && let Credential::OAuth(tokens) = &*stored
-        {
-            let expires_at = tokens.expires_at.unwrap_or(now + DEFAULT_LIFETIME);
-            let use_until = expires_at - refresh_margin(expires_at - now);
-            if use_until > now {
-                return Ok(Arc::new(CachedToken {
-                    token: tokens.access_token.clone(),
-                    use_until,
-                }));
-            }
+        if let Some(token) = usable(vault.get_fresh(owner).await?.as_deref()) {
+            return Ok(token);
         }
         let response = client
-            .client_credentials_for(scopes, grant.resources, grant.audiences)
+            .client_credentials_for(grant.scopes, grant.resources, grant.audiences)
             .await;
         let result = match &response {
             Ok(_) => "success",
@@ -210,23 +186,20 @@ impl M2mTokens {
         let lifetime = response.expires_in.map_or(DEFAULT_LIFETIME, |s| {
             crate::vault::credential::lifetime_secs(s)
         });
-        let expires_at = now + lifetime;
         let granted = response.scope.as_deref().map_or_else(
-            || scopes.to_vec(),
+            || grant.scopes.to_vec(),
             |s| s.split_whitespace().map(str::to_string).collect(),
         );
         let credential = Credential::OAuth(OAuthTokens {
             access_token: response.access_token.clone(),
             refresh_token: None,
-            expires_at: Some(expires_at),
+            // Vaulted with its use-until time: readers need no margin of their own.
+            expires_at: Some(store::now() + lifetime - refresh_margin(lifetime)),
             scopes: granted,
         });
-        vault.put(&owner, &credential).await?;
-        tracing::debug!(provider = %client.provider, workload = %owner.workload, token_len = response.access_token.expose_secret().len(), "fetched an M2M token");
-        Ok(Arc::new(CachedToken {
-            token: response.access_token,
-            use_until: expires_at - refresh_margin(lifetime),
-        }))
+        vault.put(owner, &credential).await?;
+        tracing::debug!(provider = %client.provider, workload = %owner.workload, "fetched an M2M token");
+        Ok(response.access_token)
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn resolve(
                 .token(state.vault(), client, workload, &credential.scopes)
                 .await
                 .map_err(|e| ProxyError::from(&*e))?;
-            Ok(Some(token.token.clone()))
+            Ok(Some(token))
         }
         Flow::UserFederation => user_token(state, runtime, credential, caller, request_id).await,
     }
