@@ -67,14 +67,15 @@ pub struct ProviderRecord {
     pub spec: ProviderSpec,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// (`Debug` never shows the API key or the client secret.)
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProviderSpec {
     OAuth2(OAuth2Spec),
     ApiKey { api_key: String },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct OAuth2Spec {
     /// keygate's vendor name (`google`, `custom`, ...).
     pub vendor: String,
@@ -87,6 +88,26 @@ pub struct OAuth2Spec {
     /// `true` for `client_secret_post`, else `client_secret_basic`.
     pub client_secret_post: bool,
     pub tenant: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderSpec::OAuth2(spec) => f.debug_tuple("OAuth2").field(spec).finish(),
+            ProviderSpec::ApiKey { .. } => f.write_str("ApiKey { .. }"),
+        }
+    }
+}
+
+impl std::fmt::Debug for OAuth2Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Spec")
+            .field("vendor", &self.vendor)
+            .field("client_id", &self.client_id)
+            .field("discovery_url", &self.discovery_url)
+            .field("token_endpoint", &self.token_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OAuth2Spec {
@@ -390,5 +411,33 @@ pub fn config_vendor(kind: &ProviderKind) -> Option<&'static str> {
     match kind {
         ProviderKind::OAuth2(c) => crate::providers::vendors::agentcore_name(&c.vendor),
         ProviderKind::ApiKey { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let spec = OAuth2Spec {
+            vendor: "custom".into(),
+            client_id: "c".into(),
+            client_secret: Some("s3cret-client".into()),
+            discovery_url: None,
+            issuer: None,
+            authorization_endpoint: None,
+            token_endpoint: Some("https://idp/token".into()),
+            client_secret_post: false,
+            tenant: None,
+        };
+        let shown = format!(
+            "{:?} {:?}",
+            ProviderSpec::OAuth2(spec),
+            ProviderSpec::ApiKey {
+                api_key: "s3cret-key".into()
+            }
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -43,8 +43,8 @@ pub enum ConsentError {
     Vault(#[from] VaultError),
 }
 
-/// Where a session stands.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where a session stands. (`Debug` never shows the pending tokens.)
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -61,8 +61,9 @@ pub enum Status {
     Completed,
 }
 
-/// A consent session, sealed in the vault as a whole (pending tokens included).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A consent session, sealed in the vault as a whole (pending tokens included). (`Debug`
+/// never shows the PKCE verifier, the custom state or the pending tokens.)
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub workload: String,
     pub user: SessionUser,
@@ -74,6 +75,37 @@ pub struct Session {
     pub verifier: String,
     pub expires_at: i64,
     pub status: Status,
+}
+
+impl std::fmt::Debug for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Pending => f.write_str("Pending"),
+            Status::Authorized {
+                expires_at, scopes, ..
+            } => f
+                .debug_struct("Authorized")
+                .field("expires_at", expires_at)
+                .field("scopes", scopes)
+                .finish_non_exhaustive(),
+            Status::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
+            Status::Completed => f.write_str("Completed"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("workload", &self.workload)
+            .field("user", &self.user)
+            .field("provider", &self.provider)
+            .field("scopes", &self.scopes)
+            .field("return_url", &self.return_url)
+            .field("expires_at", &self.expires_at)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -500,5 +532,37 @@ fn sanitize(code: &str) -> String {
         code.to_string()
     } else {
         "provider_error".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_tokens_or_the_verifier() {
+        let session = Session {
+            workload: "w".into(),
+            user: SessionUser {
+                issuer: None,
+                id: "alice".into(),
+            },
+            provider: "p".into(),
+            scopes: vec![],
+            return_url: "https://app/cb".into(),
+            custom_state: Some("s3cret-state".into()),
+            custom_parameters: vec![],
+            verifier: "s3cret-verifier".into(),
+            expires_at: 0,
+            status: Status::Authorized {
+                access_token: "s3cret-access".into(),
+                refresh_token: Some("s3cret-refresh".into()),
+                expires_at: None,
+                scopes: vec![],
+            },
+        };
+        let shown = format!("{session:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
     }
 }

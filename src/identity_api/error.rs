@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::body::{self, Body};
 use crate::consent::ConsentError;
 use crate::inbound::AuthError;
+use crate::providers::ProviderError;
 use crate::vault::VaultError;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,12 @@ impl ApiError {
 
 impl From<VaultError> for ApiError {
     fn from(error: VaultError) -> Self {
+        ApiError::from(&error)
+    }
+}
+
+impl From<&VaultError> for ApiError {
+    fn from(error: &VaultError) -> Self {
         match error {
             VaultError::TooLarge => {
                 ApiError::Validation("a secret or token is larger than 4 KB".to_string())
@@ -107,6 +114,24 @@ impl From<VaultError> for ApiError {
                 ApiError::Unavailable(format!("the token vault cannot be reached: {e}"))
             }
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A provider's failure as callers see it: its OAuth refusal (status and sanitised error code),
+/// but never the addresses or transport details behind "unreachable" (those are logged).
+impl From<&ProviderError> for ApiError {
+    fn from(error: &ProviderError) -> Self {
+        match error {
+            ProviderError::Refused { .. } | ProviderError::NoToken { .. } => {
+                ApiError::Unavailable(error.to_string())
+            }
+            ProviderError::Unreachable { provider, .. } => {
+                ApiError::Unavailable(format!("credential provider {provider} cannot be reached"))
+            }
+            ProviderError::Config { provider, .. } => ApiError::Unavailable(format!(
+                "credential provider {provider} is not usable: see keygate's log"
+            )),
         }
     }
 }
@@ -132,7 +157,7 @@ impl From<ConsentError> for ApiError {
             ConsentError::NoAuthorizationEndpoint => ApiError::Validation(
                 "the credential provider has no authorization endpoint".to_string(),
             ),
-            ConsentError::Provider(p) => ApiError::Unavailable(p.to_string()),
+            ConsentError::Provider(p) => ApiError::from(&p),
             ConsentError::Vault(v) => v.into(),
         }
     }

@@ -183,11 +183,10 @@ async fn m2m(
         .token_for(call.state.vault(), client, workload, grant)
         .await
         .map_err(|e| match &*e {
-            crate::providers::m2m::CredentialError::Vault(v) => {
-                ApiError::Unavailable(format!("the token vault cannot be reached: {v}"))
-            }
+            crate::providers::m2m::CredentialError::Vault(v) => ApiError::from(v),
             crate::providers::m2m::CredentialError::Provider(p) => {
-                ApiError::Unavailable(format!("the credential provider failed: {p}"))
+                tracing::warn!(error = %p, "M2M token request failed");
+                ApiError::from(p)
             }
         })?;
     Ok(Reply::ok(json!({ "accessToken": token.expose_secret() })))
@@ -248,12 +247,11 @@ async fn vaulted(
     {
         Ok(token) => Ok(token.map(|t| t.expose_secret().to_string())),
         Err(e) => match &*e {
-            refresh::RefreshError::Vault(v) => Err(ApiError::Unavailable(format!(
-                "the token vault cannot be reached: {v}"
-            ))),
-            refresh::RefreshError::Provider(p) => Err(ApiError::Unavailable(format!(
-                "the credential provider failed: {p}"
-            ))),
+            refresh::RefreshError::Vault(v) => Err(ApiError::from(v)),
+            refresh::RefreshError::Provider(p) => {
+                tracing::warn!(error = %p, "token refresh failed");
+                Err(ApiError::from(p))
+            }
             refresh::RefreshError::ConsentNeeded => Ok(None),
         },
     }

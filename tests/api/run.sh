@@ -18,8 +18,12 @@ fi
 command -v node >/dev/null || { echo "tests/api/run.sh: Node.js is required (the OpenID provider runs on it)" >&2; exit 1; }
 
 VENV="$REPO/target/pyenv"
+command -v python3 >/dev/null || { echo "tests/api/run.sh: Python 3 is required (AWS's SDK runs on it)" >&2; exit 1; }
 if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
+  python3 -m venv "$VENV" || {
+    echo "tests/api/run.sh: cannot make a venv at $VENV (on Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/api/requirements.txt
 

@@ -61,15 +61,7 @@ pub async fn create_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiEr
     let tags = input.tags.clone().unwrap_or_default();
     validate::tags("tags", &tags)?;
     let api_key = api_key_value(&input)?;
-    let now = directory::now();
-    let record = ProviderRecord {
-        name: input.name.clone(),
-        created_at: now,
-        updated_at: now,
-        tags,
-        spec: ProviderSpec::ApiKey { api_key },
-    };
-    create(call, &input.name, &record).await?;
+    create(call, &input.name, tags, ProviderSpec::ApiKey { api_key }).await?;
     Ok(Reply::created(describe_api_key(call, &input.name, None)?))
 }
 

@@ -142,11 +142,22 @@ pub(super) fn check_new_name(call: &Call, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Stores a new API-created provider, within the quota; its name was checked by
+/// [`check_new_name`].
 pub(super) async fn create(
     call: &Call,
     name: &str,
-    record: &ProviderRecord,
+    tags: std::collections::BTreeMap<String, String>,
+    spec: ProviderSpec,
 ) -> Result<(), ApiError> {
+    let now = directory::now();
+    let record = ProviderRecord {
+        name: name.to_string(),
+        created_at: now,
+        updated_at: now,
+        tags,
+        spec,
+    };
     let max = call.api()?.max_credential_providers as usize;
     if Directory::names(call.state.vault(), directory::PROVIDER_KIND)
         .await?
@@ -158,7 +169,7 @@ pub(super) async fn create(
              ([api].max_credential_providers)"
         )));
     }
-    if !Directory::create(call.state.vault(), &provider_owner(name), record).await? {
+    if !Directory::create(call.state.vault(), &provider_owner(name), &record).await? {
         return Err(ApiError::Conflict(format!(
             "credential provider '{name}' already exists"
         )));

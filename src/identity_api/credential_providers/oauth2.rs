@@ -85,15 +85,7 @@ pub async fn create_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErr
     )?;
     spec.to_config()
         .map_err(|e| ApiError::validation("oauth2ProviderConfigInput", e))?;
-    let now = directory::now();
-    let record = ProviderRecord {
-        name: input.name.clone(),
-        created_at: now,
-        updated_at: now,
-        tags,
-        spec: ProviderSpec::OAuth2(spec.clone()),
-    };
-    create(call, &input.name, &record).await?;
+    create(call, &input.name, tags, ProviderSpec::OAuth2(spec.clone())).await?;
     let mut out = describe_oauth2(call, &input.name, &spec, None)?;
     if let Some(o) = out.as_object_mut() {
         o.remove("credentialProviderVendor");
