@@ -58,25 +58,6 @@ struct UserIdentifier {
     user_id: Option<String>,
 }
 
-/// Parameters keygate sets on the authorization request itself; `customParameters` may not.
-const RESERVED_PARAMETERS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "scope",
-    "request_uri",
-    "request",
-    "response_mode",
-    "resource",
-    "audience",
-];
-
-/// Most `customParameters` one request may carry.
-const MAX_CUSTOM_PARAMETERS: usize = 20;
-
 /// The caller named by a workload access token; its workload must still exist.
 async fn caller(call: &mut Call, token: &str) -> Result<Arc<WorkloadClaims>, ApiError> {
     validate::token("workloadIdentityToken", token)?;
@@ -340,40 +321,10 @@ async fn start(
         },
     };
     if let Some(state) = &input.custom_state {
-        let n = state.chars().count();
-        if !(1..=4096).contains(&n) {
-            return Err(ApiError::validation(
-                "customState",
-                "must have length between 1 and 4096",
-            ));
-        }
+        validate::custom_state("customState", state)?;
     }
     let custom_parameters = input.custom_parameters.unwrap_or_default();
-    if custom_parameters.len() > MAX_CUSTOM_PARAMETERS {
-        return Err(ApiError::validation(
-            "customParameters",
-            format!("may hold at most {MAX_CUSTOM_PARAMETERS} parameters"),
-        ));
-    }
-    for (name, value) in &custom_parameters {
-        let well_formed = (1..=256).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && (1..=2048).contains(&value.chars().count());
-        if !well_formed {
-            return Err(ApiError::validation(
-                "customParameters",
-                "keys must match [a-zA-Z0-9\\-_\\.]+ (1..256) and values be 1..2048 long",
-            ));
-        }
-        if RESERVED_PARAMETERS.contains(&name.as_str()) {
-            return Err(ApiError::validation(
-                "customParameters",
-                format!("may not set '{name}': keygate sets it on the authorization request"),
-            ));
-        }
-    }
+    validate::custom_parameters("customParameters", &custom_parameters)?;
     let started = consent::start(
         call.state.vault(),
         &call.runtime.config.server.public_url,

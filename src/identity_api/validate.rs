@@ -182,6 +182,64 @@ pub fn audiences(field: &str, values: &[String]) -> Checked<()> {
     Ok(())
 }
 
+/// Parameters keygate sets on the authorization request itself; `customParameters` may not.
+pub const RESERVED_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "scope",
+    "request_uri",
+    "request",
+    "response_mode",
+    "resource",
+    "audience",
+];
+
+/// Most `customParameters` one request may carry.
+pub const MAX_CUSTOM_PARAMETERS: usize = 20;
+
+/// `customState`: 1..4096 characters (it comes back to the app as `state`).
+pub fn custom_state(field: &str, value: &str) -> Checked<()> {
+    length(field, value, 1, 4096)
+}
+
+/// `customParameters`: the model's key pattern and lengths, at most
+/// [`MAX_CUSTOM_PARAMETERS`], and none of the parameters keygate sets itself.
+pub fn custom_parameters(
+    field: &str,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Checked<()> {
+    if parameters.len() > MAX_CUSTOM_PARAMETERS {
+        return Err(ApiError::validation(
+            field,
+            format!("may hold at most {MAX_CUSTOM_PARAMETERS} parameters"),
+        ));
+    }
+    for (name, value) in parameters {
+        let well_formed = (1..=256).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && (1..=2048).contains(&value.chars().count());
+        if !well_formed {
+            return Err(ApiError::validation(
+                field,
+                "keys must match [a-zA-Z0-9\\-_\\.]+ (1..256) and values be 1..2048 long",
+            ));
+        }
+        if RESERVED_PARAMETERS.contains(&name.as_str()) {
+            return Err(ApiError::validation(
+                field,
+                format!("may not set '{name}': keygate sets it on the authorization request"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Tags are accepted and kept: keys 1..128, values 0..256, at most 50.
 pub fn tags(field: &str, tags: &std::collections::BTreeMap<String, String>) -> Checked<()> {
     if tags.len() > 50 {
