@@ -902,6 +902,7 @@ impl Checker {
             );
         }
         let injection = self.injection(key, raw, flow);
+        let pass_headers = self.pass_headers(key, &raw.pass_headers, &injection);
         Some(CredentialConfig {
             provider: raw.provider.clone(),
             flow,
@@ -909,7 +910,45 @@ impl Checker {
             return_url,
             force_authentication: raw.force_authentication,
             injection,
+            pass_headers,
         })
+    }
+
+    /// `pass_headers`: each a header keygate would otherwise drop on a credential route, and
+    /// never the header the credential goes in.
+    fn pass_headers(
+        &mut self,
+        key: &str,
+        raw: &[String],
+        injection: &Injection,
+    ) -> Vec<HeaderName> {
+        let mut names = Vec::with_capacity(raw.len());
+        for header in raw {
+            let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
+                self.error(
+                    format!("{key}.pass_headers"),
+                    format!("`{header}` is not a valid header name"),
+                );
+                continue;
+            };
+            if matches!(injection, Injection::Header { name: injected, .. } if *injected == name) {
+                self.error(
+                    format!("{key}.pass_headers"),
+                    format!("`{header}` is where this route's credential goes"),
+                );
+            } else if !crate::proxy::headers::is_client_credential(&name) {
+                self.error(
+                    format!("{key}.pass_headers"),
+                    format!(
+                        "`{header}` is not a header keygate drops on credential routes (those are: {})",
+                        crate::proxy::headers::CLIENT_CREDENTIAL_HEADERS.join(", ")
+                    ),
+                );
+            } else {
+                names.push(name);
+            }
+        }
+        names
     }
 
     fn injection(&mut self, key: &str, raw: &RawCredential, flow: Flow) -> Injection {

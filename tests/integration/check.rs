@@ -144,6 +144,18 @@ const CASES: &[(&str, &str, usize, &str)] = &[
         31,
         "needs `return_url`",
     ),
+    (
+        "pass_headers names a header that passes anyway",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"weather\"\nflow = \"api_key\"\npass_headers = [\"X-Custom\"]\n",
+        24,
+        "`X-Custom` is not a header keygate drops on credential routes",
+    ),
+    (
+        "pass_headers names the credential's own header",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"weather\"\nflow = \"api_key\"\nheader = \"X-Api-Key\"\nformat = \"{token}\"\npass_headers = [\"X-API-Key\"]\n",
+        26,
+        "`X-API-Key` is where this route's credential goes",
+    ),
 ];
 
 #[test]

@@ -13,6 +13,7 @@ mod credentials;
 mod deploy;
 mod fake_idp;
 mod fleet_start;
+mod hygiene;
 mod inbound;
 mod lifecycle;
 mod limits;
