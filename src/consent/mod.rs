@@ -325,12 +325,9 @@ pub async fn authorization_redirect(
                 &URL_SAFE_NO_PAD.encode(challenge.as_ref()),
             )
             .append_pair("code_challenge_method", "S256");
-        if !session.scopes.is_empty() {
-            query.append_pair("scope", &session.scopes.join(" "));
-        }
-        // Providers issue refresh tokens for offline_access only after an explicit consent.
-        if session.scopes.iter().any(|s| s == "offline_access") {
-            query.append_pair("prompt", "consent");
+        // The scopes as the vendor spells them, and what it needs to issue a refresh token.
+        for (name, value) in client.authorization_parameters(&session.scopes) {
+            query.append_pair(name, &value);
         }
         for (name, value) in &session.custom_parameters {
             query.append_pair(name, value);

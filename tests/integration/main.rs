@@ -20,3 +20,4 @@ mod replicas;
 mod store;
 mod tls;
 mod vault;
+mod vendors;
