@@ -264,3 +264,49 @@ impl OAuthClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(vendor: &str, tenant: Option<&str>) -> OAuthClient {
+        let config = OAuth2Provider {
+            vendor: vendor.to_string(),
+            client_id: "id".to_string(),
+            client_secret: None,
+            discovery_url: None,
+            issuer: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            client_auth: ClientAuth::ClientSecretBasic,
+            tenant: tenant.map(str::to_string),
+            domain: None,
+        };
+        let http = crate::proxy::upstream::client(None).unwrap();
+        OAuthClient::new("p", config, http)
+    }
+
+    #[tokio::test]
+    async fn microsoft_endpoints_live_under_the_tenant() {
+        let contoso = client("microsoft", Some("contoso.onmicrosoft.com"));
+        let endpoints = contoso.endpoints().await.unwrap();
+        assert_eq!(
+            endpoints.token.as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            endpoints.authorization.as_ref().unwrap().as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"
+        );
+        let common = client("microsoft", None);
+        assert!(
+            common
+                .endpoints()
+                .await
+                .unwrap()
+                .token
+                .path()
+                .starts_with("/common/oauth2/v2.0/")
+        );
+    }
+}
