@@ -3,7 +3,11 @@
 //! `Accept: application/json`; granted scopes comma-separated; OAuth-app tokens never expire;
 //! GitHub-App user tokens (expiring tokens enabled) come with `expires_in`, `refresh_token` and
 //! `refresh_token_expires_in`, and each refresh spends the refresh token; errors are HTTP 200
-//! with `error=...` (`bad_verification_code`, `bad_refresh_token`). Unknown scopes are ignored.
+//! with `error=...` (`bad_verification_code`, `bad_refresh_token`). Unknown scopes are ignored;
+//! the user may untick requested scopes, and scopes granted before stay on the token (a broader
+//! one stands for the narrower ones it includes).
+
+use std::sync::Mutex;
 
 use serde_json::json;
 
@@ -24,6 +28,40 @@ pub struct GitHub {
     pub grants: Grants,
     /// A GitHub App with expiring user tokens (else an OAuth app).
     pub app: bool,
+    /// Scopes the user granted this app before.
+    pub previously: Mutex<Vec<String>>,
+    /// Requested scopes the user unticks on the consent page.
+    pub withheld: Mutex<Vec<String>>,
+}
+
+/// Narrower scopes included in a broader one ("Scopes for OAuth apps").
+const INCLUDED: &[(&str, &str)] = &[
+    ("read:user", "user"),
+    ("user:email", "user"),
+    ("public_repo", "repo"),
+    ("read:org", "admin:org"),
+];
+
+/// What the token shows: requested and earlier scopes, less the unticked ones, without those a
+/// broader granted scope includes.
+fn granted(requested: &[&str], previously: &[String], withheld: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = requested
+        .iter()
+        .filter(|s| !withheld.iter().any(|w| w == *s))
+        .map(|s| s.to_string())
+        .chain(previously.iter().cloned())
+        .collect();
+    all.dedup();
+    let kept: Vec<String> = all
+        .iter()
+        .filter(|s| {
+            !INCLUDED
+                .iter()
+                .any(|(narrow, broad)| narrow == s && all.iter().any(|a| a == broad))
+        })
+        .cloned()
+        .collect();
+    kept
 }
 
 impl GitHub {
@@ -34,13 +72,19 @@ impl GitHub {
         // GitHub Apps have permissions, not scopes.
         let scopes = match self.app {
             true => Vec::new(),
-            false => request
-                .param("scope")
-                .unwrap_or("")
-                .split([' ', ','])
-                .filter(|s| KNOWN_SCOPES.contains(s))
-                .map(str::to_string)
-                .collect(),
+            false => {
+                let requested: Vec<&str> = request
+                    .param("scope")
+                    .unwrap_or("")
+                    .split([' ', ','])
+                    .filter(|s| KNOWN_SCOPES.contains(s))
+                    .collect();
+                granted(
+                    &requested,
+                    &self.previously.lock().unwrap(),
+                    &self.withheld.lock().unwrap(),
+                )
+            }
         };
         let grant = Grant {
             scopes,
@@ -135,6 +179,8 @@ async fn github_journey(app: bool, scopes: &[&str]) -> (Journey, Emulator<GitHub
     let github = Emulator::start(GitHub {
         grants: Grants::default(),
         app,
+        previously: Mutex::default(),
+        withheld: Mutex::default(),
     })
     .await;
     let provider = format!(
@@ -150,9 +196,9 @@ token_endpoint = "{0}/login/oauth/access_token""#,
 
 #[tokio::test]
 async fn github_oauth_app_tokens_never_expire_and_scopes_come_back_comma_separated() {
-    let (journey, github) = github_journey(false, &["repo", "read:org"]).await;
+    let (journey, github) = github_journey(false, &["repo", "read:user"]).await;
     let at_github = journey.consent_ok("alice").await;
-    assert_eq!(params(&at_github)["scope"], "repo read:org");
+    assert_eq!(params(&at_github)["scope"], "repo read:user");
     let token = journey.served("alice").await;
     assert_eq!(
         token,
@@ -162,13 +208,25 @@ async fn github_oauth_app_tokens_never_expire_and_scopes_come_back_comma_separat
     assert_eq!(vaulted.expires_at, None, "OAuth-app tokens do not expire");
     assert!(vaulted.refresh_token.is_none());
 
-    // "repo,read:org" is the same grant: no new consent, no new token request.
+    // "repo,read:user" is the same grant: no new consent, no new token request.
     let exchanges = github.vendor.grants.token_requests();
     assert_eq!(journey.served("alice").await, token);
     assert_eq!(github.vendor.grants.token_requests(), exchanges);
 
+    // bob granted `user` before: his token shows "repo,user", which includes read:user.
+    *github.vendor.previously.lock().unwrap() = vec!["user".to_string()];
+    journey.consent_ok("bob").await;
+    journey.served("bob").await;
+    assert_eq!(journey.scope_reduced().await, 0);
+    // carol unticks `repo`: served all the same, and counted as a reduced grant.
+    github.vendor.previously.lock().unwrap().clear();
+    *github.vendor.withheld.lock().unwrap() = vec!["repo".to_string()];
+    journey.consent_ok("carol").await;
+    journey.served("carol").await;
+    assert_eq!(journey.scope_reduced().await, 1);
+
     // GitHub's errors are HTTP 200 with `error`: the app is told GitHub's code.
-    let back = journey.callback_with_bad_code("bob").await;
+    let back = journey.callback_with_bad_code("dave").await;
     assert!(back.contains("error=bad_verification_code"), "{back}");
 }
 

@@ -147,6 +147,11 @@ async fn google_offline_access_becomes_access_type_offline_and_the_refresh_token
     assert!(refresh_token.is_some(), "Google gave no refresh token");
 
     // Google echoed the scopes in URL form: the consent just given still serves.
+    assert_eq!(
+        journey.scope_reduced().await,
+        0,
+        "a vendor's spelling is no reduced grant"
+    );
     let exchanges = google.vendor.grants.token_requests();
     assert_eq!(journey.served("alice").await, first);
     assert_eq!(google.vendor.grants.token_requests(), exchanges);

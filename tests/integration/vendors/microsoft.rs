@@ -156,6 +156,11 @@ async fn microsoft_scopes_come_back_resource_prefixed_and_refresh_tokens_need_of
     );
 
     // The echo `https://graph.microsoft.com/User.Read https://graph.microsoft.com/Mail.Read`
+    assert_eq!(
+        journey.scope_reduced().await,
+        0,
+        "a vendor's spelling is no reduced grant"
+    );
     // is the grant asked for: no new consent.
     let exchanges = microsoft.vendor.grants.token_requests();
     assert_eq!(journey.served("alice").await, first);
@@ -187,4 +192,6 @@ async fn microsoft_dot_default_is_served_by_the_configured_permissions() {
     let exchanges = microsoft.vendor.grants.token_requests();
     assert_eq!(journey.served("alice").await, token);
     assert_eq!(microsoft.vendor.grants.token_requests(), exchanges);
+    // `.default` echoed as the configured permissions is the whole grant.
+    assert_eq!(journey.scope_reduced().await, 0);
 }

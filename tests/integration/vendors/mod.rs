@@ -490,6 +490,17 @@ return_url = "{RETURN_URL}"
         headers["location"].to_str().unwrap().to_string()
     }
 
+    /// Consents whose grant the provider's answer showed smaller than asked for
+    /// (`keygate_consent_sessions_total{result="scope_reduced"}`).
+    pub async fn scope_reduced(&self) -> u64 {
+        let metrics = self.gw.metrics().await;
+        let name = r#"keygate_consent_sessions_total{result="scope_reduced"} "#;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     /// `user_id`'s vaulted tokens.
     pub async fn vaulted(&self, user_id: &str) -> Option<OAuthTokens> {
         let owner = consent::user_owner("agent-one", &user(user_id), "vendor");

@@ -143,6 +143,11 @@ token_endpoint = "{0}/api/oauth.v2.access""#,
     assert!(journey.vaulted("alice").await.unwrap().expires_at.is_some());
 
     // The comma-separated echo is the same grant: no new consent.
+    assert_eq!(
+        journey.scope_reduced().await,
+        0,
+        "a vendor's spelling is no reduced grant"
+    );
     let exchanges = slack.vendor.grants.token_requests();
     assert_eq!(journey.served("alice").await, first);
     assert_eq!(slack.vendor.grants.token_requests(), exchanges);
