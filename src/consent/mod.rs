@@ -326,11 +326,11 @@ pub async fn authorization_redirect(
                 &URL_SAFE_NO_PAD.encode(challenge.as_ref()),
             )
             .append_pair("code_challenge_method", "S256");
-        // The scopes as the vendor spells them, and what it needs to issue a refresh token.
-        for (name, value) in client.authorization_parameters(&session.scopes) {
-            query.append_pair(name, &value);
-        }
-        for (name, value) in &session.custom_parameters {
+        // The scopes as the vendor spells them, what it needs to issue a refresh token, and the
+        // caller's customParameters (never in place of the vendor's own).
+        let parameters =
+            client.authorization_parameters(&session.scopes, &session.custom_parameters);
+        for (name, value) in &parameters {
             query.append_pair(name, value);
         }
     }

@@ -57,10 +57,14 @@ impl OAuthClient {
         vendors::dialect(&self.config.vendor)
     }
 
-    /// The authorization URL's scope parameter and the vendor's own parameters for a consent
-    /// to `scopes` (see [`vendors::authorization_parameters`]).
-    pub fn authorization_parameters(&self, scopes: &[String]) -> Vec<(&'static str, String)> {
-        vendors::authorization_parameters(&self.config.vendor, scopes)
+    /// The authorization URL's scope parameter, the vendor's own parameters for a consent to
+    /// `scopes`, then the caller's `custom` ones (see [`vendors::authorization_parameters`]).
+    pub fn authorization_parameters(
+        &self,
+        scopes: &[String],
+        custom: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        vendors::authorization_parameters(&self.config.vendor, scopes, custom)
     }
 
     /// The authorization-code grant with PKCE (RFC 6749 section 4.1, RFC 7636).

@@ -124,8 +124,27 @@ pub fn dialect(vendor: &str) -> Dialect {
 
 /// The authorization URL's vendor-specific parameters for a consent to `scopes`: the scopes in
 /// the vendor's parameter and spelling, `offline_access` as the vendor asks for a refresh
-/// token, and what the vendor always needs. Each name appears once.
-pub fn authorization_parameters(vendor: &str, scopes: &[String]) -> Vec<(&'static str, String)> {
+/// token, what the vendor always needs, then the caller's `custom` parameters (a custom one
+/// named like one of the vendor's is left out: a `prompt` or `access_type` of the caller's
+/// cannot cost the user the refresh token asked for). Each name appears once.
+pub fn authorization_parameters(
+    vendor: &str,
+    scopes: &[String],
+    custom: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = vendor_parameters(vendor, scopes)
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+    for (name, value) in custom {
+        if !params.iter().any(|(n, _)| n == name) {
+            params.push((name.clone(), value.clone()));
+        }
+    }
+    params
+}
+
+fn vendor_parameters(vendor: &str, scopes: &[String]) -> Vec<(&'static str, String)> {
     let dialect = dialect(vendor);
     let offline = scopes.iter().any(|s| s == OFFLINE_ACCESS);
     let scope_kept = matches!(dialect.offline, Offline::Scope | Offline::ScopeAndConsent);
@@ -359,24 +378,62 @@ mod tests {
             ("notion", &[("scope", "read write"), ("owner", "user")]),
         ];
         for (vendor, expected) in cases {
-            let got = authorization_parameters(vendor, &scopes);
-            let expected: Vec<(&str, String)> =
-                expected.iter().map(|(n, v)| (*n, v.to_string())).collect();
+            let got = authorization_parameters(vendor, &scopes, &[]);
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
             assert_eq!(got, expected, "{vendor}");
         }
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn without_offline_access_no_refresh_parameters_are_added() {
         let scopes = strings(&["email"]);
         assert_eq!(
-            authorization_parameters("google", &scopes),
-            vec![("scope", "email".to_string())]
+            authorization_parameters("google", &scopes, &[]),
+            pairs(&[("scope", "email")])
         );
-        assert_eq!(authorization_parameters("custom", &[]), vec![]);
+        assert_eq!(authorization_parameters("custom", &[], &[]), vec![]);
         assert_eq!(
-            authorization_parameters("notion", &[]),
-            vec![("owner", "user".to_string())]
+            authorization_parameters("notion", &[], &[]),
+            pairs(&[("owner", "user")])
+        );
+    }
+
+    #[test]
+    fn custom_parameters_follow_and_never_replace_the_vendors_own() {
+        let scopes = strings(&["email", OFFLINE_ACCESS]);
+        let custom = pairs(&[
+            ("prompt", "select_account"),
+            ("access_type", "online"),
+            ("login_hint", "alice@example.com"),
+        ]);
+        assert_eq!(
+            authorization_parameters("google", &scopes, &custom),
+            pairs(&[
+                ("scope", "email"),
+                ("access_type", "offline"),
+                ("prompt", "consent"),
+                ("login_hint", "alice@example.com"),
+            ])
+        );
+        // Without a vendor parameter of that name, the caller's passes.
+        assert_eq!(
+            authorization_parameters("github", &scopes, &custom),
+            pairs(&[
+                ("scope", "email"),
+                ("prompt", "select_account"),
+                ("access_type", "online"),
+                ("login_hint", "alice@example.com"),
+            ])
         );
     }
 
