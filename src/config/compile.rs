@@ -635,7 +635,9 @@ impl Checker {
             );
         }
         let client_auth = match raw.client_auth.as_deref() {
-            None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
+            // Unset: the way the vendor's documentation authenticates clients.
+            None => crate::providers::vendors::dialect(&vendor).client_auth,
+            Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
             Some("client_secret_post") => ClientAuth::ClientSecretPost,
             Some(other) => {
                 self.error(

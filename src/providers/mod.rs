@@ -2,6 +2,7 @@
 //! custom endpoints or discovery; [`oauth`]) and static API keys, compiled from the config, plus
 //! the machine-to-machine token cache ([`m2m`]).
 
+mod answer;
 pub mod m2m;
 pub mod oauth;
 pub mod scopes;
@@ -34,6 +35,11 @@ pub enum ProviderError {
     },
     #[error("provider {provider} answered without an access token")]
     NoToken { provider: String },
+    #[error("provider {provider} gave an unreadable token answer: {reason}")]
+    BadAnswer {
+        provider: String,
+        reason: &'static str,
+    },
     #[error("provider {provider}: {message}")]
     Config { provider: String, message: String },
 }
@@ -51,7 +57,9 @@ impl ProviderError {
         match self {
             ProviderError::Refused { .. } => "refused",
             ProviderError::Unreachable { .. } => "unreachable",
-            ProviderError::NoToken { .. } | ProviderError::Config { .. } => "error",
+            ProviderError::NoToken { .. }
+            | ProviderError::BadAnswer { .. }
+            | ProviderError::Config { .. } => "error",
         }
     }
 }

@@ -25,3 +25,4 @@ mod replicas;
 mod store;
 mod tls;
 mod vault;
+mod vendors;
