@@ -29,6 +29,12 @@ pub enum AuthError {
     NotYetValid,
     #[error("wrong issuer")]
     WrongIssuer,
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    #[error("token lifetime longer than the authorizer's max_token_lifetime")]
+    LifetimeTooLong,
+    #[error("token type (typ) is not JWT or at+jwt")]
+    WrongType,
     #[error("audience not allowed")]
     WrongAudience,
     #[error("client not allowed")]
@@ -60,6 +66,9 @@ impl AuthError {
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::IssuedInFuture => "issued_in_future",
+            AuthError::LifetimeTooLong => "lifetime_too_long",
+            AuthError::WrongType => "wrong_type",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::WrongClient => "wrong_client",
             AuthError::MissingScope => "missing_scope",
