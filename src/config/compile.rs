@@ -449,12 +449,6 @@ impl Checker {
             raw.max_token_lifetime.as_deref(),
             DEFAULT_MAX_TOKEN_LIFETIME,
         );
-        if max_token_lifetime.is_zero() {
-            self.error(
-                format!("{key}.max_token_lifetime"),
-                "max_token_lifetime must be longer than 0s",
-            );
-        }
         for (field, list) in [
             ("allowed_audience", &raw.allowed_audience),
             ("allowed_clients", &raw.allowed_clients),

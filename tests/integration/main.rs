@@ -10,6 +10,7 @@ mod consent_edges;
 mod credentials;
 mod deploy;
 mod fake_idp;
+mod idp_trust;
 mod inbound;
 mod lifecycle;
 mod limits;
