@@ -153,6 +153,8 @@ pub struct KeySource {
     alive: Arc<()>,
     /// The config's opt-in to clear-text fetches from non-loopback hosts.
     allow_insecure_http: bool,
+    /// Why the last fetch failed (cleared by a success), for `/readyz`.
+    last_error: ArcSwapOption<String>,
 }
 
 /// How a key source fetches, beyond its URL and client.
@@ -191,6 +193,7 @@ impl KeySource {
             registry: options.registry.unwrap_or_default(),
             alive: Arc::new(()),
             allow_insecure_http: options.allow_insecure_http,
+            last_error: ArcSwapOption::empty(),
         })
     }
 
@@ -200,6 +203,11 @@ impl KeySource {
 
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
+    }
+
+    /// Why the last fetch failed, unless a later one succeeded (no secrets: hosts and issuers).
+    pub fn last_error(&self) -> Option<Arc<String>> {
+        self.last_error.load_full()
     }
 
     /// Whether the keys held include the key with this tag (cheap: no reference count taken).
@@ -230,6 +238,7 @@ impl KeySource {
             Ok(set) => {
                 let set = Arc::new(set);
                 self.current.store(Some(set.clone()));
+                self.last_error.store(None);
                 if let Some(c) = &self.counters {
                     c.success.inc();
                 }
@@ -237,6 +246,7 @@ impl KeySource {
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                self.last_error.store(Some(Arc::new(error.to_string())));
                 if let Some(c) = &self.counters {
                     c.failure.inc();
                 }

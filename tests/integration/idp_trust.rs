@@ -158,8 +158,20 @@ async fn a_document_claiming_a_foreign_issuer_is_refused_until_it_tells_the_trut
         &claims("https://evil.example", "alice").to_string(),
     );
     let honest = key.sign_raw(ES256_K1, &claims(&idp.issuer, "alice").to_string());
-    let (_, _, body) = get(&format!("http://{}/readyz", gw.admin)).await;
-    assert!(body.contains("without signing keys yet: corp"), "{body}");
+    // /readyz names the authorizer and why (without failing readiness over one IdP).
+    let why =
+        "corp: discovery document names issuer `https://evil.example`, but its URL speaks only for";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, body) = get(&format!("http://{}/readyz", gw.admin)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("without signing keys yet: corp\n"), "{body}");
+        if body.contains(why) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for token in [&evil, &honest] {
         let (status, _, body) = get_auth(&gw.url("/corp/x"), token).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
