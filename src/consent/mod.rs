@@ -18,6 +18,7 @@ use crate::providers::oauth::OAuthClient;
 use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
 
 pub mod http;
+pub mod lookup;
 pub mod refresh;
 
 pub const SESSION_LIFETIME_SECS: i64 = 600;
@@ -357,16 +358,26 @@ pub async fn callback(
     let mut return_url =
         Url::parse(&session.return_url).map_err(|_| ConsentError::UnknownSession)?;
     let session_uri = format!("{SESSION_URI_PREFIX}{state}");
+    let mut exchange = None;
     let outcome = match (code, error) {
         (_, Some(error)) => Err(sanitize(error)),
         (Some(code), None) => match clients.client(&session.provider).await {
-            Some(client) => client
-                .exchange_code(code, &callback_url(public_url), &session.verifier)
-                .await
-                .map_err(|e| match e {
+            Some(client) => {
+                let exchanged = client
+                    .exchange_code(code, &callback_url(public_url), &session.verifier)
+                    .await;
+                exchange = Some(match &exchanged {
+                    Ok(_) => Exchange::Success,
+                    Err(e) => Exchange::Failed {
+                        result: e.result(),
+                        misconfigured: e.is_client_misconfiguration(),
+                    },
+                });
+                exchanged.map_err(|e| match e {
                     ProviderError::Refused { error, .. } => error,
                     _ => "provider_error".to_string(),
-                }),
+                })
+            }
             None => Err("unknown_provider".to_string()),
         },
         (None, None) => Err("invalid_request".to_string()),
@@ -388,12 +399,18 @@ pub async fn callback(
             expires_at: tokens
                 .expires_in
                 .map(|s| store::now() + crate::vault::credential::lifetime_secs(s)),
-            scopes: tokens.scope.map_or_else(
+            scopes: tokens.scope.as_deref().map_or_else(
                 || session.scopes.clone(),
-                |s| s.split_whitespace().map(str::to_string).collect(),
+                crate::providers::scopes::parse_granted,
             ),
         },
         Err(reason) => Status::Failed { reason },
+    };
+    let reduced = match &session.status {
+        Status::Authorized { scopes, .. } => {
+            crate::providers::scopes::missing(&session.scopes, scopes)
+        }
+        _ => Vec::new(),
     };
     // One outcome per session: a second callback racing this one (a double load, a replayed
     // code) finds the session changed and gets 400.
@@ -407,8 +424,23 @@ pub async fn callback(
     Ok(Callback {
         redirect: return_url,
         refused,
+        reduced,
+        exchange,
         session,
     })
+}
+
+/// How the code exchange at the provider's token endpoint went, when one was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    Success,
+    Failed {
+        /// The `keygate_token_requests_total{result}` label.
+        result: &'static str,
+        /// The provider refused keygate's own client credentials (a wrong secret, an unknown
+        /// client): the operator's problem, not the user's.
+        misconfigured: bool,
+    },
 }
 
 /// The outcome of the provider's redirect back.
@@ -417,6 +449,11 @@ pub struct Callback {
     pub redirect: Url,
     /// Why the session failed, when the provider or the code exchange refused it.
     pub refused: Option<String>,
+    /// Requested scopes the provider's answer says it did not grant (the tokens serve all the
+    /// same: the provider decides what they are good for).
+    pub reduced: Vec<String>,
+    /// The code exchange, when the provider sent a code.
+    pub exchange: Option<Exchange>,
     pub session: Session,
 }
 
@@ -461,6 +498,7 @@ pub async fn complete(
         refresh_token: refresh_token.map(SecretString::from),
         expires_at,
         scopes,
+        requested: session.scopes.clone(),
     });
     vault
         .put(

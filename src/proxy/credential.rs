@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
 use crate::config::{CredentialConfig, Flow, Injection};
+use crate::consent::lookup::{self, Lookup};
 use crate::consent::{self, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
 use crate::inbound::AuthError;
@@ -75,13 +76,14 @@ async fn user_token(
     let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
         return Err(ProxyError::Auth(AuthError::MissingUser));
     };
+    let mut consent_scopes = credential.scopes.clone();
     if !credential.force_authentication {
         let owner = consent::user_owner(workload, user, provider);
         let client = match runtime.providers.get(provider) {
             Some(Provider::OAuth2(client)) => Some(client),
             _ => None,
         };
-        let usable = refresh::usable_token(
+        let found = lookup::user_token(
             state,
             &runtime.refreshes,
             client,
@@ -90,9 +92,9 @@ async fn user_token(
             request_id,
         )
         .await;
-        match usable {
-            Ok(Some(token)) => return Ok(Some(token)),
-            Ok(None) => {}
+        match found {
+            Ok(Lookup::Token(token)) => return Ok(Some(token)),
+            Ok(Lookup::Consent(scopes)) => consent_scopes = scopes,
             Err(e) => match &*e {
                 refresh::RefreshError::Provider(p) => {
                     return Err(ProxyError::CredentialProvider(p.to_string()));
@@ -115,7 +117,7 @@ async fn user_token(
             workload,
             user,
             provider,
-            scopes: &credential.scopes,
+            scopes: &consent_scopes,
             return_url,
             custom_state: None,
             custom_parameters: Vec::new(),

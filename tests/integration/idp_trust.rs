@@ -79,6 +79,7 @@ async fn vault_token_for(gw: &TestGateway, issuer: &str, user: &str, secret: &st
         refresh_token: None,
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["tools".into()],
+        requested: vec!["tools".into()],
     });
     gw.state.vault().put(&owner, &tokens).await.unwrap();
 }

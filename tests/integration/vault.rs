@@ -109,6 +109,7 @@ pub fn tokens(access: &str) -> Credential {
         refresh_token: Some(format!("refresh-{access}").into()),
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into(), "write".into()],
+        requested: vec!["read".into(), "write".into()],
     })
 }
 
