@@ -282,7 +282,7 @@ async fn poll(
             "sessionUri": session_uri,
             "sessionStatus": "IN_PROGRESS",
         }))),
-        Status::Completed => match vaulted(call, client, owner, scopes).await? {
+        Status::Completed | Status::Redeemed => match vaulted(call, client, owner, scopes).await? {
             Lookup::Token(token) => Ok(Reply::ok(json!({ "accessToken": token.expose_secret() }))),
             Lookup::Consent(_) => failed(),
         },
@@ -343,9 +343,12 @@ async fn start(
             custom_state: input.custom_state,
             custom_parameters: custom_parameters.into_iter().collect(),
         },
+        input.force_authentication.unwrap_or(false),
     )
     .await?;
-    call.state.metrics().consent("started");
+    if !started.reused {
+        call.state.metrics().consent("started");
+    }
     Ok(Reply::ok(json!({
         "authorizationUrl": started.authorization_url,
         "sessionUri": started.session_uri,

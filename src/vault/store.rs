@@ -328,6 +328,28 @@ impl Store {
         })
     }
 
+    /// How many unexpired records of `kind` belong to one user (across workloads).
+    pub async fn count_live_for_user(
+        &self,
+        kind: &str,
+        user_issuer: &str,
+        user_id: &str,
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT COUNT(*) FROM vault_entries WHERE kind = $1 AND user_issuer = $2 \
+                 AND user_id = $3 AND (expires_at IS NULL OR expires_at > $4)",
+            )
+            .bind(kind)
+            .bind(user_issuer)
+            .bind(user_id)
+            .bind(now())
+            .fetch_one(pool)
+            .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+    }
+
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         on_pool!(self, |pool| {

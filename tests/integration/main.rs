@@ -8,6 +8,7 @@ mod common;
 mod consent;
 mod consent_edges;
 mod consent_scopes;
+mod consent_sessions;
 mod credentials;
 mod deploy;
 mod fake_idp;

@@ -350,6 +350,8 @@ struct Env {
     provider: OidcProvider,
     upstream: Upstream,
     _provider_dir: tempfile::TempDir,
+    /// Dropped last, once the replicas are gone.
+    _database: Option<crate::vault::TestDatabase>,
 }
 
 impl Env {
@@ -359,9 +361,12 @@ impl Env {
         let provider =
             OidcProvider::start_with(provider_dir.path(), &[&ports.callback()], 600).await;
         let upstream = Upstream::start().await;
-        let store = match store {
-            Some(store) => store,
-            None => fresh_postgres().await,
+        let (store, database) = match store {
+            Some(store) => (store, None),
+            None => {
+                let database = fresh_postgres().await;
+                (database.url.clone(), Some(database))
+            }
         };
         let endpoints = format!("discovery_url = \"{}\"", provider.discovery_url());
         let fleet = Fleet::start(&ports, &store, &oauth_body(&upstream.url(), &endpoints)).await;
@@ -370,6 +375,7 @@ impl Env {
             provider,
             upstream,
             _provider_dir: provider_dir,
+            _database: database,
         }
     }
 }
@@ -930,6 +936,7 @@ async fn one_refresh_across_the_fleet() {
         provider,
         upstream,
         _provider_dir: provider_dir,
+        _database: Some(store),
     };
     let fleet = &env.fleet;
 
@@ -1182,7 +1189,7 @@ async fn postgres_outage() {
     let mut forwarder = Forwarder::start(SocketAddr::from(([127, 0, 0, 1], 5432))).await;
     let direct = fresh_postgres().await;
     let store = direct.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", forwarder.port));
-    assert_ne!(store, direct);
+    assert_ne!(store, direct.url);
     let env = Env::start(Some(store)).await;
     let fleet = &env.fleet;
 
