@@ -138,6 +138,16 @@ pub enum KeysError {
     NoUsableKey,
 }
 
+impl KeysError {
+    /// A document keygate refuses to trust (not an outage): logged as an error.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            KeysError::IssuerMismatch { .. } | KeysError::IssuerTaken { .. } | KeysError::Egress(_)
+        )
+    }
+}
+
 /// Keys of one IdP, shared by every authorizer that names the same discovery URL.
 pub struct KeySource {
     discovery_url: Url,
@@ -250,7 +260,9 @@ impl KeySource {
                 if let Some(c) = &self.counters {
                     c.failure.inc();
                 }
-                if self.current.load().is_some() {
+                if error.is_refusal() {
+                    tracing::error!(discovery_url = %self.discovery_url, %error, "discovery refused: keygate will not take keys from this document");
+                } else if self.current.load().is_some() {
                     tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not refreshed; keeping the ones held");
                 } else {
                     tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not fetched yet; tokens for this authorizer are refused until they are");
