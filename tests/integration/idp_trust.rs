@@ -86,11 +86,19 @@ async fn vault_token_for(gw: &TestGateway, issuer: &str, user: &str, secret: &st
 
 /// Waits until the readiness body names exactly `missing` as the authorizers without keys.
 async fn wait_for_keys_except(gw: &TestGateway, missing: &str) {
-    let expected = format!("authorizers without signing keys yet: {missing}\n");
+    wait_for_readyz_line(
+        gw,
+        &format!("authorizers without signing keys yet: {missing}\n"),
+    )
+    .await;
+}
+
+/// Waits until the readiness body contains `expected`.
+async fn wait_for_readyz_line(gw: &TestGateway, expected: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let (_, _, body) = get(&format!("http://{}/readyz", gw.admin)).await;
-        if body.contains(&expected) {
+        if body.contains(expected) {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "{body}");
@@ -118,6 +126,8 @@ async fn an_idp_claiming_another_idps_issuer_never_gets_its_users() {
     .await;
     vault_token_for(&gw, &first.issuer, "alice", "alices-vaulted-token").await;
     wait_for_keys_except(&gw, "other").await;
+    let why = format!("other: discovery document names issuer `{}`", first.issuer);
+    wait_for_readyz_line(&gw, &why).await;
 
     // The genuine IdP's alice gets her token (the setup works).
     let real = genuine.sign_raw(ES256_K1, &claims(&first.issuer, "alice").to_string());
