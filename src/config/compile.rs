@@ -942,7 +942,16 @@ impl Checker {
                     None
                 }
                 Some(u) => Some(u.clone()),
-                None => allowed.first().cloned(),
+                None => {
+                    let first = allowed.first().cloned();
+                    if first.is_none() {
+                        self.error(
+                            format!("{key}.flow"),
+                            "flow = \"user_federation\" needs `return_url` (where the browser goes after consent), or a `workload` with allowed_return_urls",
+                        );
+                    }
+                    first
+                }
             }
         } else {
             if raw.return_url.is_some() {

@@ -132,6 +132,18 @@ const CASES: &[(&str, &str, usize, &str)] = &[
         30,
         "not one of the workload's allowed_return_urls",
     ),
+    (
+        "user_federation with no return url for workload tokens",
+        "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\n",
+        28,
+        "needs `return_url`",
+    ),
+    (
+        "user_federation for a workload without return urls",
+        "[[workloads]]\nname = \"bare\"\n[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nworkload = \"bare\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\n",
+        31,
+        "needs `return_url`",
+    ),
 ];
 
 #[test]

@@ -172,7 +172,9 @@ pub(crate) fn challenge(body: &str) -> (String, String) {
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["error"], "consent_required");
     assert_eq!(json["provider"], "docs");
-    assert_eq!(json["expiresIn"], 600);
+    // A fresh session has 600 s; one handed out again has what is left (at least 120 s).
+    let expires_in = json["expiresIn"].as_i64().unwrap();
+    assert!((120..=600).contains(&expires_in), "{json}");
     (
         json["authorizationUrl"].as_str().unwrap().to_string(),
         json["sessionUri"].as_str().unwrap().to_string(),
