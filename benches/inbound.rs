@@ -85,12 +85,15 @@ fn authorizer(case: &Case, decoding: DecodingKey, cache_capacity: u64) -> Author
         leeway: Duration::from_secs(60),
         custom_claims: vec![],
         cache_verified_tokens: cache_capacity > 0,
+        max_token_lifetime: Duration::from_secs(24 * 3600),
+        allow_insecure_http: false,
     };
     let client = keygate::proxy::upstream::client(None).unwrap();
     let source = KeySource::new(config.discovery_url.clone(), client);
     source.install(KeySet {
         issuer: ISSUER.into(),
         keys: vec![VerifyKey {
+            tag: 1,
             kid: Some("k1".into()),
             alg: Some(case.alg),
             family: case.family,

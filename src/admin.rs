@@ -43,7 +43,8 @@ async fn refresh_gauges(state: &AppState) {
 }
 
 /// Ready once serving with a reachable vault store. Authorizers still without keys are named in
-/// the body but do not fail readiness: one IdP outage must not take the whole pod out of service.
+/// the body, each with why its last fetch failed, but do not fail readiness: one IdP outage (or
+/// a refused discovery document) must not take the whole pod out of service.
 async fn readiness(state: &AppState) -> Response<Body> {
     if !state.is_ready() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
@@ -55,20 +56,25 @@ async fn readiness(state: &AppState) -> Response<Body> {
         );
     }
     let runtime = state.runtime();
-    let mut waiting: Vec<&str> = runtime
+    let mut waiting: Vec<_> = runtime
         .authorizers
         .values()
         .filter(|a| !a.has_keys())
-        .map(|a| a.name())
         .collect();
     if waiting.is_empty() {
         return text(StatusCode::OK, "ready\n");
     }
-    waiting.sort_unstable();
-    let body = format!(
+    waiting.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+    let names: Vec<&str> = waiting.iter().map(|a| a.name()).collect();
+    let mut body = format!(
         "ready\nauthorizers without signing keys yet: {}\n",
-        waiting.join(", ")
+        names.join(", ")
     );
+    for authorizer in waiting {
+        if let Some(error) = authorizer.keys().last_error() {
+            body.push_str(&format!("{}: {error}\n", authorizer.name()));
+        }
+    }
     let mut response = Response::new(body::full(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -129,6 +129,7 @@ impl OAuth2Spec {
             },
             tenant: self.tenant.clone(),
             domain: None,
+            allow_insecure_http: false,
         })
     }
 }

@@ -13,6 +13,7 @@
 //! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
 //! - [`logging`]: log lines on stderr, control characters escaped.
 //! - [`tls`]: rustls configs and development certificates.
+//! - [`fetch`], [`egress`]: keygate's own bounded fetches (discovery, JWKS, token endpoints) and where they may go.
 //! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
 //! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
 //! - [`directory`]: workload identities and credential providers, from config and API.
@@ -24,6 +25,7 @@ pub mod body;
 pub mod config;
 pub mod consent;
 pub mod directory;
+pub mod egress;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;

@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 
 use crate::audit::Audit;
 use crate::config::{self, Config, ConfigError};
-use crate::inbound::jwks::{FetchCounters, KeySource};
+use crate::inbound::discovery::IssuerRegistry;
+use crate::inbound::jwks::{FetchCounters, KeySource, SourceOptions};
 use crate::inbound::workload_token::SigningKeyError;
 use crate::inbound::{Authorizer, WorkloadTokens};
 use crate::metrics::Metrics;
@@ -70,6 +71,8 @@ struct Shared {
     runtime: ArcSwap<Runtime>,
     metrics: Metrics,
     default_client: UpstreamClient,
+    /// keygate's own fetches (discovery, JWKS, token endpoints): [`crate::egress`] rules.
+    fetch_client: UpstreamClient,
     ready: AtomicBool,
     workload_tokens: Arc<WorkloadTokens>,
     vault: Arc<Vault>,
@@ -77,6 +80,15 @@ struct Shared {
     directory: crate::directory::Directory,
     /// One key source per discovery URL, kept across reloads so keys are not refetched.
     key_sources: Mutex<HashMap<String, Arc<KeySource>>>,
+    /// Which key source speaks for each issuer.
+    issuers: Arc<IssuerRegistry>,
+}
+
+/// What authorizers and providers are built with, beyond the config.
+struct Fetching<'a> {
+    client: &'a UpstreamClient,
+    key_sources: &'a Mutex<HashMap<String, Arc<KeySource>>>,
+    issuers: &'a Arc<IssuerRegistry>,
 }
 
 impl AppState {
@@ -90,20 +102,29 @@ impl AppState {
         vault.spawn_change_watcher(VAULT_CHANGE_POLL);
         let workload_tokens =
             Arc::new(WorkloadTokens::load(&vault, config.server.public_url.as_str()).await?);
+        let fetch_client = crate::egress::client(&config.server.extra_ca_certs)?;
         let key_sources = Mutex::new(HashMap::new());
-        let runtime = build_runtime(config, &metrics, &default_client, &key_sources)?;
-        let directory = crate::directory::Directory::new(default_client.clone());
+        let issuers = IssuerRegistry::new();
+        let fetching = Fetching {
+            client: &fetch_client,
+            key_sources: &key_sources,
+            issuers: &issuers,
+        };
+        let runtime = build_runtime(config, &metrics, &default_client, &fetching)?;
+        let directory = crate::directory::Directory::new(fetch_client.clone());
         Ok(AppState {
             shared: Arc::new(Shared {
                 runtime: ArcSwap::from_pointee(runtime),
                 metrics,
                 default_client,
+                fetch_client,
                 ready: AtomicBool::new(false),
                 workload_tokens,
                 vault,
                 audit,
                 directory,
                 key_sources,
+                issuers,
             }),
         })
     }
@@ -166,11 +187,18 @@ impl AppState {
                 if loaded.config.vault.store != current.config.vault.store {
                     tracing::warn!("vault settings take effect only after a restart");
                 }
+                if new.extra_ca_certs != old.extra_ca_certs {
+                    tracing::warn!("server.extra_ca_certs takes effect only after a restart");
+                }
                 build_runtime(
                     loaded.config,
                     &self.shared.metrics,
                     &self.shared.default_client,
-                    &self.shared.key_sources,
+                    &Fetching {
+                        client: &self.shared.fetch_client,
+                        key_sources: &self.shared.key_sources,
+                        issuers: &self.shared.issuers,
+                    },
                 )
             });
         // Picks up a signing key rotated with `keygate token rotate-key`.
@@ -211,9 +239,9 @@ fn build_runtime(
     config: Config,
     metrics: &Metrics,
     default_client: &UpstreamClient,
-    key_sources: &Mutex<HashMap<String, Arc<KeySource>>>,
+    fetching: &Fetching<'_>,
 ) -> Result<Runtime, StartError> {
-    let authorizers = build_authorizers(&config, metrics, default_client, key_sources);
+    let authorizers = build_authorizers(&config, metrics, fetching);
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let client = match &route.ca_file {
@@ -231,7 +259,7 @@ fn build_runtime(
                 .with_label_values(&[route.name.as_str()]),
         )));
     }
-    let providers = providers::build(&config.providers, default_client);
+    let providers = providers::build(&config.providers, fetching.client);
     zero_known_series(&config, metrics);
     Ok(Runtime {
         config: Arc::new(config),
@@ -252,16 +280,19 @@ fn build_runtime(
 fn build_authorizers(
     config: &Config,
     metrics: &Metrics,
-    client: &UpstreamClient,
-    key_sources: &Mutex<HashMap<String, Arc<KeySource>>>,
+    fetching: &Fetching<'_>,
 ) -> HashMap<String, Arc<Authorizer>> {
-    let mut sources = key_sources
+    let mut sources = fetching
+        .key_sources
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut kept = HashMap::new();
     let mut authorizers = HashMap::new();
     for authorizer in &config.authorizers {
-        let url = authorizer.discovery_url.to_string();
+        let url = format!(
+            "{} insecure_http={}",
+            authorizer.discovery_url, authorizer.allow_insecure_http
+        );
         let source = match sources.get(&url) {
             Some(source) => source.clone(),
             None => {
@@ -273,10 +304,14 @@ fn build_authorizers(
                         .jwks_fetches_total
                         .with_label_values(&[authorizer.name.as_str(), "failure"]),
                 };
-                let source = KeySource::with_counters(
+                let source = KeySource::with_options(
                     authorizer.discovery_url.clone(),
-                    client.clone(),
-                    Some(counters),
+                    fetching.client.clone(),
+                    SourceOptions {
+                        counters: Some(counters),
+                        registry: Some(fetching.issuers.clone()),
+                        allow_insecure_http: authorizer.allow_insecure_http,
+                    },
                 );
                 if tokio::runtime::Handle::try_current().is_ok() {
                     source.spawn_refresher();

@@ -65,9 +65,16 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 
 /// The upstream client's TLS config: webpki roots plus the CAs in `extra_roots`.
 pub fn client_config(extra_roots: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    client_config_with_roots(extra_roots.into_iter())
+}
+
+/// A client TLS config trusting the webpki roots plus the CAs in every PEM file given.
+pub fn client_config_with_roots<'a>(
+    extra_roots: impl Iterator<Item = &'a Path>,
+) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_roots {
+    for path in extra_roots {
         for cert in certificates(path)? {
             roots.add(cert)?;
         }

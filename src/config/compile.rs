@@ -46,6 +46,7 @@ pub const VENDORS: &[&str] = &[
 const MAX_SCOPES: usize = 10;
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn compile(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -118,6 +119,7 @@ impl Checker {
             .filter_map(|(i, a)| self.authorizer(&format!("authorizers[{i}]"), a))
             .collect();
         self.unique_names("authorizers", raw.authorizers.iter().map(|a| &a.name));
+        self.one_key_source_per_issuer(&authorizers);
         let authorizer_names: HashSet<&str> =
             raw.authorizers.iter().map(|a| a.name.as_str()).collect();
 
@@ -268,12 +270,19 @@ impl Checker {
             ),
             ..defaults
         };
+        let extra_ca_certs = raw
+            .extra_ca_certs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| self.existing_file(&format!("server.extra_ca_certs[{i}]"), f))
+            .collect();
         Some(ServerConfig {
             listen: listen?,
             admin_listen,
             public_url: public_url?,
             tls,
             limits,
+            extra_ca_certs,
         })
     }
 
@@ -416,15 +425,30 @@ impl Checker {
     fn authorizer(&mut self, key: &str, raw: &RawAuthorizer) -> Option<AuthorizerConfig> {
         self.name(&format!("{key}.name"), &raw.name, NameRule::Identifier);
         let discovery_url = self.url(&format!("{key}.discovery_url"), &raw.discovery_url);
-        if discovery_url.as_ref().is_some_and(|u| {
-            !u.path().contains("/.well-known/openid-configuration")
-                && !u.path().contains("/.well-known/oauth-authorization-server")
-        }) {
+        if discovery_url
+            .as_ref()
+            .is_some_and(|u| crate::inbound::discovery::expected_issuer(u).is_none())
+        {
             self.error(
                 format!("{key}.discovery_url"),
                 "discovery_url must end in /.well-known/openid-configuration or /.well-known/oauth-authorization-server",
             );
         }
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        if let Some(url) = &discovery_url {
+            self.fetched_url(&format!("{key}.discovery_url"), url, allow_insecure_http);
+        }
+        if raw.allowed_audience.is_none() && raw.allowed_clients.is_none() {
+            self.warn(
+                format!("{key}.name"),
+                "authorizer checks neither `allowed_audience` nor `allowed_clients`: any token of the IdP (an ID token, a token for another app) is accepted",
+            );
+        }
+        let max_token_lifetime = self.duration(
+            &format!("{key}.max_token_lifetime"),
+            raw.max_token_lifetime.as_deref(),
+            DEFAULT_MAX_TOKEN_LIFETIME,
+        );
         for (field, list) in [
             ("allowed_audience", &raw.allowed_audience),
             ("allowed_clients", &raw.allowed_clients),
@@ -456,7 +480,40 @@ impl Checker {
             ),
             custom_claims,
             cache_verified_tokens: raw.cache_verified_tokens.unwrap_or(true),
+            max_token_lifetime,
+            allow_insecure_http,
         })
+    }
+
+    /// Two discovery URLs naming the same issuer would be two key sources for one set of users:
+    /// refused (the second one is reported).
+    fn one_key_source_per_issuer(&mut self, authorizers: &[AuthorizerConfig]) {
+        let mut seen: Vec<(String, &AuthorizerConfig)> = Vec::new();
+        for (i, authorizer) in authorizers.iter().enumerate() {
+            let Some(issuer) =
+                crate::inbound::discovery::expected_issuer(&authorizer.discovery_url)
+            else {
+                continue;
+            };
+            match seen.iter().find(|(other, _)| *other == issuer) {
+                Some((_, first)) if first.discovery_url != authorizer.discovery_url => self.error(
+                    format!("authorizers[{i}].discovery_url"),
+                    format!(
+                        "names issuer `{issuer}` like authorizer `{}` ({}): one issuer needs one discovery_url",
+                        first.name, first.discovery_url
+                    ),
+                ),
+                Some(_) => {}
+                None => seen.push((issuer, authorizer)),
+            }
+        }
+    }
+
+    /// A URL keygate itself fetches: never link-local, https unless loopback or allowed.
+    fn fetched_url(&mut self, key: &str, url: &Url, allow_insecure_http: bool) {
+        if let Err(e) = crate::egress::check(url, None, allow_insecure_http) {
+            self.error(key, format!("`{url}`: {e}"));
+        }
     }
 
     fn claim_rule(&mut self, key: &str, raw: &RawCustomClaim) -> Option<ClaimRule> {
@@ -612,6 +669,15 @@ impl Checker {
             .token_endpoint
             .as_deref()
             .and_then(|u| self.url(&format!("{key}.token_endpoint"), u));
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        for (field, url) in [
+            ("discovery_url", &discovery_url),
+            ("token_endpoint", &token_endpoint),
+        ] {
+            if let Some(url) = url {
+                self.fetched_url(&format!("{key}.{field}"), url, allow_insecure_http);
+            }
+        }
         let tenant_domain_vendor = matches!(
             vendor.as_str(),
             "okta" | "auth0" | "cognito" | "onelogin" | "pingone" | "cyberark" | "fusionauth"
@@ -658,6 +724,7 @@ impl Checker {
             client_auth,
             tenant: raw.tenant.clone(),
             domain: raw.domain.clone(),
+            allow_insecure_http,
         })
     }
 

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub public_url: Url,
     pub tls: Option<TlsFiles>,
     pub limits: ServerLimits,
+    /// Extra roots (PEM files) trusted for IdP and provider fetches.
+    pub extra_ca_certs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +132,10 @@ pub struct AuthorizerConfig {
     pub custom_claims: Vec<ClaimRule>,
     /// Verified tokens are cached (by digest, until `exp`) unless this is false.
     pub cache_verified_tokens: bool,
+    /// Longest accepted token lifetime (`exp - iat`, or `exp - now` without `iat`).
+    pub max_token_lifetime: Duration,
+    /// Clear-text discovery and JWKS fetches allowed from non-loopback hosts.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +183,8 @@ pub struct OAuth2Provider {
     pub client_auth: ClientAuth,
     pub tenant: Option<String>,
     pub domain: Option<String>,
+    /// Clear-text discovery and token endpoints allowed on non-loopback hosts.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,9 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub drain_timeout: Option<String>,
+    /// PEM files of extra roots trusted for IdP and provider fetches (private CAs).
+    #[serde(default)]
+    pub extra_ca_certs: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +95,10 @@ pub struct RawAuthorizer {
     pub custom_claims: Vec<RawCustomClaim>,
     /// Keep verified tokens until they expire (default true); off re-verifies every request.
     pub cache_verified_tokens: Option<bool>,
+    /// Longest accepted `exp - iat` (default 24h).
+    pub max_token_lifetime: Option<String>,
+    /// Allow http:// discovery and JWKS from non-loopback hosts (default false).
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +144,8 @@ pub struct RawProvider {
     /// Tenant domain for Okta, Auth0, Cognito, OneLogin, PingOne, CyberArk, FusionAuth.
     pub domain: Option<String>,
     pub api_key: Option<String>,
+    /// Allow http:// discovery and token endpoints on non-loopback hosts (default false).
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,8 @@
 //! One `[[authorizers]]` entry at work: verifies user JWTs as AgentCore's customJWTAuthorizer
-//! does. Order: shape and algorithm, cache, key by `kid`, signature and time claims (jsonwebtoken,
-//! issuer from the discovery document), then audience, client, scopes and custom claims.
+//! does. Order: shape, algorithm and `typ`, cache (trusted only while the verifying key is still
+//! published), key by `kid`, signature and time claims (jsonwebtoken, issuer from the verified
+//! discovery document, `iss` a string), lifetime and `iat`, then audience, client, scopes and
+//! custom claims.
 
 use std::sync::Arc;
 
@@ -8,9 +10,9 @@ use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 
 use super::error::AuthError;
-use super::jwks::KeySource;
+use super::jwks::{KeySource, KeyTag};
 use super::token;
-use super::verified_cache::{self, Digest, Expiring, VerifiedCache};
+use super::verified_cache::{self, Digest, Expiring, VerifiedCache, now_secs};
 use crate::config::{AuthorizerConfig, ClaimOperator, ClaimRule};
 
 /// A user JWT that passed every check.
@@ -20,11 +22,17 @@ pub struct VerifiedJwt {
     /// Value of the authorizer's `user_claim`.
     pub user: String,
     pub exp: u64,
+    /// The key whose signature was checked.
+    pub key: KeyTag,
 }
 
 impl Expiring for VerifiedJwt {
     fn exp(&self) -> u64 {
         self.exp
+    }
+
+    fn key(&self) -> KeyTag {
+        self.key
     }
 }
 
@@ -67,9 +75,12 @@ impl Authorizer {
         }
     }
 
-    /// The verified token with this digest, if it is cached and unexpired.
+    /// The verified token with this digest, if it is cached, unexpired, and the key that
+    /// verified it is still in the IdP's key set.
     pub fn cached(&self, digest: &Digest) -> Option<Arc<VerifiedJwt>> {
-        self.cache.as_ref().and_then(|c| c.get(digest))
+        self.cache
+            .as_ref()
+            .and_then(|c| c.get(digest, |tag| self.keys.holds(tag)))
     }
 
     /// Full verification of a token whose digest missed the cache; caches the result.
@@ -79,6 +90,9 @@ impl Authorizer {
         digest: Digest,
     ) -> Result<Arc<VerifiedJwt>, AuthError> {
         let header = token::parse_header(token)?;
+        if !header.is_access_token_type() {
+            return Err(AuthError::WrongType);
+        }
 
         let mut keys = self.keys.current();
         let known = keys
@@ -106,6 +120,9 @@ impl Authorizer {
 
         // The signature holds; read the claims strictly (no duplicate keys) and check them.
         let claims = token::payload(token)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(keys.issuer.as_str()) {
+            return Err(AuthError::WrongIssuer);
+        }
         let exp = claims
             .get("exp")
             .and_then(Value::as_u64)
@@ -115,6 +132,7 @@ impl Authorizer {
         {
             return Err(AuthError::Malformed);
         }
+        self.check_lifetime(&claims, exp)?;
         self.check_claims(&claims)?;
         let user = match claims.get(&self.config.user_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -125,11 +143,27 @@ impl Authorizer {
             issuer: keys.issuer.clone(),
             user,
             exp,
+            key: key.tag,
         });
         if let Some(cache) = &self.cache {
             cache.insert(digest, verified.clone());
         }
         Ok(verified)
+    }
+
+    /// `iat` not beyond the leeway in the future, and `exp` no further than
+    /// `max_token_lifetime` from `iat` (or from now, without `iat`).
+    fn check_lifetime(&self, claims: &Map<String, Value>, exp: u64) -> Result<(), AuthError> {
+        let now = now_secs() as f64;
+        let iat = claims.get("iat").and_then(Value::as_f64);
+        if iat.is_some_and(|iat| iat > now + self.config.leeway.as_secs_f64()) {
+            return Err(AuthError::IssuedInFuture);
+        }
+        let from = iat.unwrap_or(now);
+        if exp as f64 - from > self.config.max_token_lifetime.as_secs_f64() {
+            return Err(AuthError::LifetimeTooLong);
+        }
+        Ok(())
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {

@@ -29,6 +29,12 @@ pub enum AuthError {
     NotYetValid,
     #[error("wrong issuer")]
     WrongIssuer,
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    #[error("token lifetime longer than the authorizer's max_token_lifetime")]
+    LifetimeTooLong,
+    #[error("token type (typ) is not JWT or at+jwt")]
+    WrongType,
     #[error("audience not allowed")]
     WrongAudience,
     #[error("client not allowed")]
@@ -46,7 +52,7 @@ pub enum AuthError {
 impl AuthError {
     /// Every variant, so the metric's series can be shown at 0 from the start. (A variant
     /// added to the enum belongs here too; the unit test below checks the labels are distinct.)
-    pub const ALL: [AuthError; 19] = [
+    pub const ALL: [AuthError; 22] = [
         AuthError::Missing,
         AuthError::MultipleCredentials,
         AuthError::NotBearer,
@@ -60,6 +66,9 @@ impl AuthError {
         AuthError::Expired,
         AuthError::NotYetValid,
         AuthError::WrongIssuer,
+        AuthError::IssuedInFuture,
+        AuthError::LifetimeTooLong,
+        AuthError::WrongType,
         AuthError::WrongAudience,
         AuthError::WrongClient,
         AuthError::MissingScope,
@@ -84,6 +93,9 @@ impl AuthError {
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::IssuedInFuture => "issued_in_future",
+            AuthError::LifetimeTooLong => "lifetime_too_long",
+            AuthError::WrongType => "wrong_type",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::WrongClient => "wrong_client",
             AuthError::MissingScope => "missing_scope",

@@ -2,7 +2,9 @@
 //! `jwks_uri`, swapped in whole, refreshed in the background before they go stale (honouring
 //! `Cache-Control: max-age` within bounds), and refreshed early for an unknown `kid` at most
 //! once per [`UNKNOWN_KID_INTERVAL`] and one at a time. When the IdP is down or answers garbage
-//! the keys already held keep working.
+//! the keys already held keep working. A document is refused (and no keys are taken from it)
+//! when its `issuer` is not the one its URL names, when another key source already speaks for
+//! that issuer, or when its `jwks_uri` breaks the [`crate::egress`] rules.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -15,6 +17,8 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
+use super::discovery::{self, IssuerRegistry};
+use crate::egress::{self, EgressError};
 use crate::fetch::{self, FetchError};
 use crate::proxy::upstream::UpstreamClient;
 
@@ -49,8 +53,21 @@ impl KeyFamily {
     }
 }
 
+/// Names one key across fetches (a digest of its `kid` and public material): a token verified
+/// under a key is trusted from the cache only while the key set still holds that key.
+pub type KeyTag = u64;
+
+/// The tag of a key given by its `kid` and public material.
+pub fn key_tag(parts: &[&str]) -> KeyTag {
+    let digest = super::verified_cache::digest(&parts.join("\u{0}"));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
 /// One verification key.
 pub struct VerifyKey {
+    pub tag: KeyTag,
     pub kid: Option<String>,
     /// The JWK's own `alg`, when it names one: then only that algorithm may use it.
     pub alg: Option<Algorithm>,
@@ -94,6 +111,11 @@ impl KeySet {
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
+
+    /// Whether the key with this tag is still in the set.
+    pub fn holds(&self, tag: KeyTag) -> bool {
+        self.keys.iter().any(|k| k.tag == tag)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +124,28 @@ pub enum KeysError {
     Fetch(#[from] FetchError),
     #[error("discovery document: {0}")]
     Discovery(&'static str),
+    #[error(
+        "discovery document names issuer `{claimed}`, but its URL speaks only for `{expected}`"
+    )]
+    IssuerMismatch { claimed: String, expected: String },
+    #[error(
+        "issuer `{issuer}` is already served by the key source at {other}; refusing a second key source for it"
+    )]
+    IssuerTaken { issuer: String, other: String },
+    #[error("fetch refused: {0}")]
+    Egress(#[from] EgressError),
     #[error("JWKS holds no usable signing key")]
     NoUsableKey,
+}
+
+impl KeysError {
+    /// A document keygate refuses to trust (not an outage): logged as an error.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            KeysError::IssuerMismatch { .. } | KeysError::IssuerTaken { .. } | KeysError::Egress(_)
+        )
+    }
 }
 
 /// Keys of one IdP, shared by every authorizer that names the same discovery URL.
@@ -116,6 +158,22 @@ pub struct KeySource {
     fetches: AtomicU64,
     failures: AtomicU64,
     counters: Option<FetchCounters>,
+    registry: Arc<IssuerRegistry>,
+    /// Alive as long as this source: its claim on an issuer lapses with it.
+    alive: Arc<()>,
+    /// The config's opt-in to clear-text fetches from non-loopback hosts.
+    allow_insecure_http: bool,
+    /// Why the last fetch failed (cleared by a success), for `/readyz`.
+    last_error: ArcSwapOption<String>,
+}
+
+/// How a key source fetches, beyond its URL and client.
+#[derive(Default)]
+pub struct SourceOptions {
+    pub counters: Option<FetchCounters>,
+    /// Shared by every key source of a gateway (one source per issuer).
+    pub registry: Option<Arc<IssuerRegistry>>,
+    pub allow_insecure_http: bool,
 }
 
 /// Prometheus counters for one key source's fetches.
@@ -126,13 +184,13 @@ pub struct FetchCounters {
 
 impl KeySource {
     pub fn new(discovery_url: Url, client: UpstreamClient) -> Arc<Self> {
-        Self::with_counters(discovery_url, client, None)
+        Self::with_options(discovery_url, client, SourceOptions::default())
     }
 
-    pub fn with_counters(
+    pub fn with_options(
         discovery_url: Url,
         client: UpstreamClient,
-        counters: Option<FetchCounters>,
+        options: SourceOptions,
     ) -> Arc<Self> {
         Arc::new(KeySource {
             discovery_url,
@@ -141,7 +199,11 @@ impl KeySource {
             forced: Mutex::new(None),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            counters,
+            counters: options.counters,
+            registry: options.registry.unwrap_or_default(),
+            alive: Arc::new(()),
+            allow_insecure_http: options.allow_insecure_http,
+            last_error: ArcSwapOption::empty(),
         })
     }
 
@@ -151,6 +213,19 @@ impl KeySource {
 
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
+    }
+
+    /// Why the last fetch failed, unless a later one succeeded (no secrets: hosts and issuers).
+    pub fn last_error(&self) -> Option<Arc<String>> {
+        self.last_error.load_full()
+    }
+
+    /// Whether the keys held include the key with this tag (cheap: no reference count taken).
+    pub fn holds(&self, tag: KeyTag) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|set| set.holds(tag))
     }
 
     /// Completed fetch attempts (discovery + JWKS count as one), and failed ones.
@@ -173,6 +248,7 @@ impl KeySource {
             Ok(set) => {
                 let set = Arc::new(set);
                 self.current.store(Some(set.clone()));
+                self.last_error.store(None);
                 if let Some(c) = &self.counters {
                     c.success.inc();
                 }
@@ -180,10 +256,13 @@ impl KeySource {
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                self.last_error.store(Some(Arc::new(error.to_string())));
                 if let Some(c) = &self.counters {
                     c.failure.inc();
                 }
-                if self.current.load().is_some() {
+                if error.is_refusal() {
+                    tracing::error!(discovery_url = %self.discovery_url, %error, "discovery refused: keygate will not take keys from this document");
+                } else if self.current.load().is_some() {
                     tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not refreshed; keeping the ones held");
                 } else {
                     tracing::warn!(discovery_url = %self.discovery_url, %error, "signing keys not fetched yet; tokens for this authorizer are refused until they are");
@@ -235,21 +314,20 @@ impl KeySource {
     }
 
     async fn fetch(&self) -> Result<KeySet, KeysError> {
+        egress::check(&self.discovery_url, None, self.allow_insecure_http)?;
         let discovery = fetch::get_json(&self.client, &self.discovery_url).await?;
-        let issuer = discovery
-            .json
-            .get("issuer")
-            .and_then(Value::as_str)
-            .filter(|i| !i.is_empty())
-            .ok_or(KeysError::Discovery("no issuer"))?
-            .to_string();
+        let issuer = self.verified_issuer(&discovery.json)?;
         let jwks_uri = discovery
             .json
             .get("jwks_uri")
             .and_then(Value::as_str)
             .and_then(|u| Url::parse(u).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or(KeysError::Discovery("no usable jwks_uri"))?;
+        egress::check(
+            &jwks_uri,
+            Some(&self.discovery_url),
+            self.allow_insecure_http,
+        )?;
         let jwks = fetch::get_json(&self.client, &jwks_uri).await?;
         let keys: Vec<VerifyKey> = jwks
             .json
@@ -263,12 +341,34 @@ impl KeySource {
         let refresh_after = fetch::max_age(&jwks.headers)
             .unwrap_or(DEFAULT_REFRESH)
             .clamp(MIN_REFRESH, MAX_REFRESH);
+        self.registry
+            .claim(&issuer, self.discovery_url.as_str(), &self.alive)
+            .map_err(|other| KeysError::IssuerTaken {
+                issuer: issuer.clone(),
+                other,
+            })?;
         Ok(KeySet {
             issuer,
             keys,
             fetched_at: Instant::now(),
             refresh_after,
         })
+    }
+
+    /// The document's `issuer`, if it is the one the discovery URL names.
+    fn verified_issuer(&self, document: &Value) -> Result<String, KeysError> {
+        let claimed = document
+            .get("issuer")
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty())
+            .ok_or(KeysError::Discovery("no issuer"))?;
+        if !discovery::issuer_matches(&self.discovery_url, claimed) {
+            return Err(KeysError::IssuerMismatch {
+                claimed: claimed.to_string(),
+                expected: discovery::expected_issuer(&self.discovery_url).unwrap_or_default(),
+            });
+        }
+        Ok(claimed.to_string())
     }
 }
 
@@ -311,7 +411,10 @@ pub fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
     if alg.is_some_and(|a| !family.fits(a)) {
         return None;
     }
+    let material =
+        ["kid", "kty", "crv", "n", "e", "x", "y"].map(|name| field(name).unwrap_or_default());
     Some(VerifyKey {
+        tag: key_tag(&material),
         kid: field("kid").map(str::to_string),
         alg,
         family,

@@ -3,6 +3,7 @@
 //! workload access token issued by this gateway (it names workload and user itself).
 
 pub mod authorizer;
+pub mod discovery;
 pub mod error;
 pub mod jwks;
 pub mod token;

@@ -33,6 +33,20 @@ const FORBIDDEN_HEADER_PARAMETERS: &[&str] = &["jwk", "jku", "x5u", "x5c", "crit
 pub struct TokenHeader {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The media type the token says it is (`typ`), when present.
+    pub typ: Option<String>,
+}
+
+impl TokenHeader {
+    /// Whether `typ` is absent or names an access token or plain JWT (`JWT`, `at+jwt`, with or
+    /// without `application/`, any case): never `refresh+jwt`, `logout+jwt` and the like.
+    pub fn is_access_token_type(&self) -> bool {
+        self.typ.as_deref().is_none_or(|typ| {
+            let typ = typ.to_ascii_lowercase();
+            let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+            typ == "jwt" || typ == "at+jwt"
+        })
+    }
 }
 
 /// Checks a token's shape and reads its header.
@@ -70,7 +84,12 @@ pub fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(AuthError::Malformed),
     };
-    Ok(TokenHeader { alg, kid })
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(typ)) => Some(typ.clone()),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    Ok(TokenHeader { alg, kid, typ })
 }
 
 /// The payload as a JSON object, refusing duplicate keys at any depth.
@@ -214,6 +233,34 @@ mod tests {
         for (token, expected) in cases {
             assert_eq!(parse_header(&token).unwrap_err(), expected, "{token:.60}");
         }
+    }
+
+    #[test]
+    fn typ_names_a_jwt_or_an_access_token_when_present() {
+        for (typ, accepted) in [
+            (None, true),
+            (Some("JWT"), true),
+            (Some("jwt"), true),
+            (Some("at+jwt"), true),
+            (Some("AT+JWT"), true),
+            (Some("application/at+jwt"), true),
+            (Some("application/jwt"), true),
+            (Some("refresh+jwt"), false),
+            (Some("logout+jwt"), false),
+            (Some("JOSE"), false),
+            (Some(""), false),
+        ] {
+            let header = match typ {
+                Some(t) => format!(r#"{{"alg":"ES256","typ":"{t}"}}"#),
+                None => r#"{"alg":"ES256"}"#.to_string(),
+            };
+            let parsed = parse_header(&token(&header, "{}")).unwrap();
+            assert_eq!(parsed.is_access_token_type(), accepted, "{typ:?}");
+        }
+        assert_eq!(
+            parse_header(&token(r#"{"alg":"ES256","typ":["JWT"]}"#, "{}")).unwrap_err(),
+            AuthError::Malformed
+        );
     }
 
     #[test]

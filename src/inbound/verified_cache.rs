@@ -1,6 +1,8 @@
 //! Tokens that passed verification, cached so a busy agent presenting the same JWT pays for the
 //! signature check once. Keyed by the SHA-256 of the whole token (never the token itself), and
-//! each entry expires with the token's `exp`.
+//! each entry expires with the token's `exp`. An entry is trusted only while the key that
+//! verified it is still held: a key rotated away or dropped from the IdP's JWKS takes the
+//! tokens it verified with it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,9 +28,11 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A value with the `exp` it is valid until.
+/// A verification result: the `exp` it is valid until and the key that verified it.
 pub trait Expiring {
     fn exp(&self) -> u64;
+    /// The tag of the key whose signature was checked ([`super::jwks::KeyTag`]).
+    fn key(&self) -> u64;
 }
 
 struct UntilExp;
@@ -59,9 +63,16 @@ impl<V: Expiring + Send + Sync + 'static> VerifiedCache<V> {
         }
     }
 
-    /// The cached value, if the token has not expired (no leeway: the cache never extends a token).
-    pub fn get(&self, digest: &Digest) -> Option<Arc<V>> {
-        self.cache.get(digest).filter(|v| v.exp() > now_secs())
+    /// The cached value, if the token has not expired (no leeway: the cache never extends a
+    /// token) and `key_held` says its key is still in use; an entry whose key is gone is evicted.
+    pub fn get(&self, digest: &Digest, key_held: impl FnOnce(u64) -> bool) -> Option<Arc<V>> {
+        let value = self.cache.get(digest).filter(|v| v.exp() > now_secs())?;
+        if key_held(value.key()) {
+            Some(value)
+        } else {
+            self.cache.invalidate(digest);
+            None
+        }
     }
 
     pub fn insert(&self, digest: Digest, value: Arc<V>) {

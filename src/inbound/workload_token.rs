@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::error::AuthError;
+use super::jwks::{KeyTag, key_tag};
 use super::token;
 use super::verified_cache::{self, Digest, Expiring, VerifiedCache, now_secs};
 use crate::inbound::UserId;
@@ -67,14 +68,25 @@ impl WorkloadClaims {
     }
 }
 
-impl Expiring for WorkloadClaims {
+/// Verified claims and the key that verified them.
+struct VerifiedWat {
+    claims: Arc<WorkloadClaims>,
+    key: KeyTag,
+}
+
+impl Expiring for VerifiedWat {
     fn exp(&self) -> u64 {
-        self.exp
+        self.claims.exp
+    }
+
+    fn key(&self) -> KeyTag {
+        self.key
     }
 }
 
 struct SigningKey {
     kid: String,
+    tag: KeyTag,
     encoding: EncodingKey,
     decoding: DecodingKey,
     jwk: serde_json::Value,
@@ -95,6 +107,7 @@ impl SigningKey {
         let decoding = DecodingKey::from_ec_components(&x, &y).ok()?;
         let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
         Some(SigningKey {
+            tag: key_tag(&[&kid, &x, &y]),
             kid,
             encoding: EncodingKey::from_ec_der(der),
             decoding,
@@ -124,13 +137,17 @@ impl KeyRing {
     fn find(&self, kid: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.kid == kid)
     }
+
+    fn holds(&self, tag: KeyTag) -> bool {
+        self.keys.iter().any(|k| k.tag == tag)
+    }
 }
 
 /// Issues and verifies workload access tokens.
 pub struct WorkloadTokens {
     issuer: String,
     ring: ArcSwap<KeyRing>,
-    cache: VerifiedCache<WorkloadClaims>,
+    cache: VerifiedCache<VerifiedWat>,
 }
 
 fn generate_pkcs8() -> Result<Vec<u8>, SigningKeyError> {
@@ -319,9 +336,13 @@ impl WorkloadTokens {
         }
     }
 
-    /// The verified token with this digest, if it is cached and unexpired.
+    /// The verified token with this digest, if it is cached, unexpired, and its signing key is
+    /// still in the ring (a key rotated out takes its tokens with it).
     pub fn cached(&self, digest: &Digest) -> Option<Arc<WorkloadClaims>> {
-        self.cache.get(digest)
+        let ring = self.ring.load();
+        self.cache
+            .get(digest, |tag| ring.holds(tag))
+            .map(|hit| hit.claims.clone())
     }
 
     /// Full verification of a token whose digest missed the cache; caches the result.
@@ -349,7 +370,11 @@ impl WorkloadTokens {
             .map_err(|e| AuthError::from_jwt(&e))?;
         token::payload(token)?;
         let claims = Arc::new(data.claims);
-        self.cache.insert(digest, claims.clone());
+        let verified = VerifiedWat {
+            claims: claims.clone(),
+            key: key.tag,
+        };
+        self.cache.insert(digest, Arc::new(verified));
         Ok(claims)
     }
 

@@ -92,7 +92,8 @@ impl OAuthClient {
         .await
     }
 
-    /// The endpoints, resolved on first use (discovery is fetched once, then kept).
+    /// The endpoints, resolved on first use (discovery is fetched once, then kept). Discovery
+    /// and token endpoints must pass the [`crate::egress`] rules.
     pub async fn endpoints(&self) -> Result<&Endpoints, ProviderError> {
         self.endpoints
             .get_or_try_init(|| self.resolve_endpoints())
@@ -102,6 +103,7 @@ impl OAuthClient {
     async fn resolve_endpoints(&self) -> Result<Endpoints, ProviderError> {
         let c = &self.config;
         if let Some(token) = &c.token_endpoint {
+            self.egress(token, None)?;
             return Ok(Endpoints {
                 authorization: c.authorization_endpoint.clone(),
                 token: token.clone(),
@@ -116,6 +118,7 @@ impl OAuthClient {
             _ => None,
         };
         if let Some(url) = discovery {
+            self.egress(&url, None)?;
             let doc = fetch::get_json(&self.http, &url)
                 .await
                 .map_err(|e| self.unreachable(e))?;
@@ -127,6 +130,7 @@ impl OAuthClient {
             };
             let token = field("token_endpoint")
                 .ok_or_else(|| self.config_error("discovery has no token_endpoint"))?;
+            self.egress(&token, Some(&url))?;
             return Ok(Endpoints {
                 authorization: field("authorization_endpoint"),
                 token,
@@ -149,6 +153,15 @@ impl OAuthClient {
             }
             _ => Err(self.config_error("no token endpoint: set token_endpoint or discovery_url")),
         }
+    }
+
+    fn egress(&self, url: &Url, found_in: Option<&Url>) -> Result<(), ProviderError> {
+        crate::egress::check(url, found_in, self.config.allow_insecure_http).map_err(|e| {
+            self.config_error(&format!(
+                "{} refused: {e}",
+                url.host_str().unwrap_or_default()
+            ))
+        })
     }
 
     fn domain(&self) -> Result<&str, ProviderError> {

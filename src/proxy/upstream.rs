@@ -9,17 +9,25 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
+use crate::egress::Resolver;
 use crate::tls::{self, TlsError};
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A client trusting the public roots and, when given, the CAs in `extra_roots` (PEM).
 pub fn client(extra_roots: Option<&Path>) -> Result<UpstreamClient, TlsError> {
-    let tls = tls::client_config(extra_roots)?;
-    let mut http = HttpConnector::new();
+    Ok(client_with(
+        tls::client_config(extra_roots)?,
+        Resolver::new(false),
+    ))
+}
+
+/// A client with this TLS config and resolver.
+pub fn client_with(tls: rustls::ClientConfig, resolver: Resolver) -> UpstreamClient {
+    let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -29,9 +37,9 @@ pub fn client(extra_roots: Option<&Path>) -> Result<UpstreamClient, TlsError> {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector))
+        .build(connector)
 }

@@ -262,3 +262,97 @@ fn version_prints_name_and_semver() {
         format!("keygate {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Inbound trust and fetch rules: (what is wrong, TOML appended to BASE, line, message).
+const FETCH_CASES: &[(&str, &str, usize, &str)] = &[
+    (
+        "a second discovery URL for one issuer",
+        "[[authorizers]]\nname = \"corp2\"\ndiscovery_url = \"https://idp.example.com/.well-known/oauth-authorization-server\"\n",
+        19,
+        "names issuer `https://idp.example.com` like authorizer `corp`",
+    ),
+    (
+        "clear-text discovery from a remote host",
+        "[[authorizers]]\nname = \"plain\"\ndiscovery_url = \"http://idp.example.net/.well-known/openid-configuration\"\n",
+        19,
+        "http:// is allowed only to loopback hosts unless allow_insecure_http = true",
+    ),
+    (
+        "a discovery URL naming no issuer",
+        "[[authorizers]]\nname = \"odd\"\ndiscovery_url = \"https://idp.example.net/.well-known/openid-configuration.json\"\n",
+        19,
+        "discovery_url must end in",
+    ),
+    (
+        "a link-local token endpoint",
+        "[[providers]]\nname = \"meta\"\nkind = \"oauth2\"\nclient_id = \"c\"\ntoken_endpoint = \"https://169.254.169.254/token\"\nallow_insecure_http = true\n",
+        21,
+        "link-local addresses are never fetched",
+    ),
+    (
+        "a clear-text remote provider discovery URL",
+        "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nclient_id = \"c\"\ndiscovery_url = \"http://sso.example.net/.well-known/openid-configuration\"\n",
+        21,
+        "http:// is allowed only to loopback hosts",
+    ),
+    (
+        "a zero max_token_lifetime",
+        "[[authorizers]]\nname = \"z\"\ndiscovery_url = \"https://z.example/.well-known/openid-configuration\"\nmax_token_lifetime = \"0s\"\n",
+        20,
+        "duration must be greater than zero",
+    ),
+    ("a missing extra CA file", "", 3, "does not exist"),
+];
+
+#[test]
+fn idp_trust_and_fetch_rules_are_checked() {
+    for (what, extra, line, message) in FETCH_CASES {
+        let toml = match *what {
+            "a missing extra CA file" => BASE.replacen(
+                "listen = \"127.0.0.1:8080\"\n",
+                "listen = \"127.0.0.1:8080\"\nextra_ca_certs = [\"certs/nowhere.pem\"]\n",
+                1,
+            ),
+            _ => format!("{BASE}{extra}"),
+        };
+        let checked = check(&toml);
+        assert!(
+            !checked.success,
+            "{what}: check passed:\n{}",
+            checked.stderr
+        );
+        let prefix = format!("{}:{line}:", checked.path);
+        assert!(
+            checked
+                .stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(message)),
+            "{what}: expected `{prefix}COL: ...{message}...` in:\n{}",
+            checked.stderr
+        );
+    }
+    // The explicit opt-in, and loopback, are accepted.
+    let allowed = format!(
+        "{BASE}[[authorizers]]\nname = \"plain\"\ndiscovery_url = \"http://idp.example.net/.well-known/openid-configuration\"\nallow_insecure_http = true\nallowed_audience = [\"a\"]\n[[authorizers]]\nname = \"local\"\ndiscovery_url = \"http://127.0.0.1:3000/.well-known/openid-configuration\"\nallowed_clients = [\"c\"]\n"
+    );
+    let checked = check(&allowed);
+    assert!(checked.success, "{}", checked.stderr);
+}
+
+#[test]
+fn an_authorizer_checking_neither_audience_nor_client_is_warned_about() {
+    let checked = check(BASE);
+    assert!(checked.success, "{}", checked.stderr);
+    let expected = format!(
+        "{}:5:1: warning: authorizer checks neither `allowed_audience` nor `allowed_clients`",
+        checked.path
+    );
+    assert!(checked.stderr.contains(&expected), "{}", checked.stderr);
+    let audience = BASE.replacen(
+        "openid-configuration\"\n",
+        "openid-configuration\"\nallowed_audience = [\"agents\"]\n",
+        1,
+    );
+    let checked = check(&audience);
+    assert!(!checked.stderr.contains("neither"), "{}", checked.stderr);
+}

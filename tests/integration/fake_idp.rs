@@ -1,6 +1,7 @@
 //! An in-process OpenID provider for faults the real one cannot show on cue: it publishes a
 //! discovery document and a JWKS (counting fetches), signs whatever header and claims a test
-//! asks for, rotates keys, and can go dark.
+//! asks for, rotates keys, and can go dark. Its discovery document can lie (another issuer,
+//! a `jwks_uri` or `token_endpoint` elsewhere), and it can serve over TLS.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,9 +59,20 @@ impl SigningKey {
     }
 }
 
+/// What the discovery document says instead of the truth, field by field.
+#[derive(Clone, Default)]
+pub struct Document {
+    pub issuer: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub token_endpoint: Option<String>,
+}
+
 pub struct FakeIdp {
     pub issuer: String,
     pub jwks_fetches: Arc<AtomicUsize>,
+    /// Every path requested, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    document: Arc<Mutex<Document>>,
     keys: Arc<Mutex<Vec<Value>>>,
     down: Arc<AtomicBool>,
     jwks_mode: Arc<AtomicU8>,
@@ -81,13 +93,31 @@ impl FakeIdp {
         Self::serve(listener, keys)
     }
 
+    /// Serves over TLS with this server config (issuer `https://127.0.0.1:PORT`).
+    pub async fn start_tls(keys: &[&SigningKey], tls: Arc<rustls::ServerConfig>) -> FakeIdp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_with(listener, keys, Some(tls))
+    }
+
     /// Serves on an already bound listener (so a test can know the address before it serves).
     pub fn serve(listener: tokio::net::TcpListener, keys: &[&SigningKey]) -> FakeIdp {
+        Self::serve_with(listener, keys, None)
+    }
+
+    fn serve_with(
+        listener: tokio::net::TcpListener,
+        keys: &[&SigningKey],
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> FakeIdp {
         let addr = listener.local_addr().unwrap();
-        let issuer = format!("http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer = format!("{scheme}://{addr}");
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let idp = FakeIdp {
             issuer: issuer.clone(),
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
+            requests: Arc::default(),
+            document: Arc::default(),
             keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect())),
             down: Arc::new(AtomicBool::new(false)),
             jwks_mode: Arc::new(AtomicU8::new(JwksMode::Keys as u8)),
@@ -98,6 +128,7 @@ impl FakeIdp {
             idp.down.clone(),
             idp.jwks_mode.clone(),
         );
+        let (requests, document) = (idp.requests.clone(), idp.document.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -110,17 +141,27 @@ impl FakeIdp {
                     issuer.clone(),
                     mode.clone(),
                 );
+                let (requests, document, acceptor) =
+                    (requests.clone(), document.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        requests.lock().unwrap().push(req.uri().path().to_string());
                         let answer = if down.load(Ordering::SeqCst) {
                             (StatusCode::SERVICE_UNAVAILABLE, "down".to_string())
                         } else {
                             match req.uri().path() {
-                                "/.well-known/openid-configuration" => (
-                                    StatusCode::OK,
-                                    json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")})
-                                        .to_string(),
-                                ),
+                                "/.well-known/openid-configuration"
+                                | "/.well-known/oauth-authorization-server" => {
+                                    let lie = document.lock().unwrap().clone();
+                                    let mut doc = json!({
+                                        "issuer": lie.issuer.unwrap_or(issuer.clone()),
+                                        "jwks_uri": lie.jwks_uri.unwrap_or(format!("{issuer}/jwks")),
+                                    });
+                                    if let Some(token) = lie.token_endpoint {
+                                        doc["token_endpoint"] = json!(token);
+                                    }
+                                    (StatusCode::OK, doc.to_string())
+                                }
                                 "/jwks" => {
                                     fetches.fetch_add(1, Ordering::SeqCst);
                                     let keys = json!(*jwks.lock().unwrap());
@@ -141,9 +182,23 @@ impl FakeIdp {
                             Ok::<_, std::convert::Infallible>(response)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -152,6 +207,21 @@ impl FakeIdp {
 
     pub fn discovery_url(&self) -> String {
         format!("{}/.well-known/openid-configuration", self.issuer)
+    }
+
+    /// Makes the discovery document say `document` from now on.
+    pub fn lie(&self, document: Document) {
+        *self.document.lock().unwrap() = document;
+    }
+
+    /// How many requests asked for `path`.
+    pub fn requests_for(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
     }
 
     pub fn publish(&self, keys: &[&SigningKey]) {

@@ -750,3 +750,168 @@ async fn user_ids_any_header_cannot_carry_reach_the_upstream_percent_encoded() {
         assert_eq!(seen(&body).header("x-keygate-user"), Some(sent), "{sub:?}");
     }
 }
+
+#[tokio::test]
+async fn claims_once_accepted_too_leniently_are_refused() {
+    let key = SigningKey::generate("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(&idp, &upstream)).await;
+    let good = good_claims(&idp);
+    let signed = |header: &str, claims: &Value| key.sign_raw(header, &claims.to_string());
+    let typ = |t: &str| format!(r#"{{"alg":"ES256","kid":"k1","typ":"{t}"}}"#);
+    let ten_years = now() + 10 * 365 * 86400;
+    let refused = [
+        (
+            "iss as an array",
+            signed(ES256_K1, &with(good.clone(), "iss", json!([idp.issuer]))),
+            "wrong_issuer",
+        ),
+        (
+            "exp ten years out",
+            signed(ES256_K1, &with(good.clone(), "exp", json!(ten_years))),
+            "lifetime_too_long",
+        ),
+        (
+            "no iat, exp in 25 hours",
+            signed(
+                ES256_K1,
+                &with(
+                    without(good.clone(), "iat"),
+                    "exp",
+                    json!(now() + 25 * 3600),
+                ),
+            ),
+            "lifetime_too_long",
+        ),
+        (
+            "iat an hour ahead",
+            signed(ES256_K1, &with(good.clone(), "iat", json!(now() + 3600))),
+            "issued_in_future",
+        ),
+        (
+            "typ refresh+jwt",
+            signed(&typ("refresh+jwt"), &good),
+            "wrong_type",
+        ),
+        (
+            "typ logout+jwt",
+            signed(&typ("logout+jwt"), &good),
+            "wrong_type",
+        ),
+    ];
+    for (what, token, reason) in &refused {
+        let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(error_code(&body), "invalid_token", "{what}");
+        let metrics = gw.metrics().await;
+        let series = format!(r#"keygate_inbound_auth_failures_total{{reason="{reason}"}} "#);
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(count >= 1, "{what}: {reason} not counted");
+    }
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 0);
+    let accepted = [
+        ("typ at+jwt", signed(&typ("at+jwt"), &good)),
+        (
+            "typ application/at+jwt",
+            signed(&typ("application/AT+JWT"), &good),
+        ),
+        ("no typ", signed(r#"{"alg":"ES256","kid":"k1"}"#, &good)),
+        (
+            "iat within the leeway",
+            signed(ES256_K1, &with(good.clone(), "iat", json!(now() + 30))),
+        ),
+        (
+            "a 23-hour token",
+            signed(
+                ES256_K1,
+                &with(good.clone(), "exp", json!(now() + 23 * 3600)),
+            ),
+        ),
+    ];
+    for (what, token) in &accepted {
+        let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::OK, "{what}: {body}");
+    }
+
+    // The maximum is the authorizer's to set.
+    let toml = config(&idp, &upstream).replacen(
+        "allowed_audience = [\"agents\"]\n",
+        "allowed_audience = [\"agents\"]\nmax_token_lifetime = \"1h\"\n",
+        1,
+    );
+    let gw = TestGateway::start(&toml).await;
+    for (lifetime, expected) in [(2 * 3600, StatusCode::UNAUTHORIZED), (1800, StatusCode::OK)] {
+        let token = signed(
+            ES256_K1,
+            &with(good.clone(), "exp", json!(now() + lifetime)),
+        );
+        let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, expected, "{lifetime}s: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_dropped_from_the_jwks_takes_its_cached_tokens_with_it() {
+    let old = SigningKey::generate("k1");
+    let new = SigningKey::generate("k2");
+    let idp = FakeIdp::start(&[&old]).await;
+    let upstream = Upstream::start().await;
+    let gw = TestGateway::start(&config(&idp, &upstream)).await;
+    gw.wait_for_keys().await;
+    let token = old.sign_raw(ES256_K1, &good_claims(&idp).to_string());
+    let digest = keygate::inbound::verified_cache::digest(&token);
+    for _ in 0..2 {
+        let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(
+        gw.state.runtime().authorizers["corp"]
+            .cached(&digest)
+            .is_some()
+    );
+
+    // The IdP drops k1; a token under k2 makes keygate refetch the JWKS.
+    idp.publish(&[&new]);
+    let fresh = new.sign_raw(
+        r#"{"alg":"ES256","kid":"k2"}"#,
+        &good_claims(&idp).to_string(),
+    );
+    let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {fresh}"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hits = upstream.hits.load(Ordering::SeqCst);
+    let (status, _, body) = call(&gw, "/tools/x", Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), hits);
+    assert!(
+        gw.state.runtime().authorizers["corp"]
+            .cached(&digest)
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_workload_token_of_a_rotated_out_key_is_refused_even_when_cached() {
+    let key = SigningKey::generate("k1");
+    let idp = FakeIdp::start(&[&key]).await;
+    let upstream = Upstream::start().await;
+    let toml = config(&idp, &upstream);
+    let gw = TestGateway::start(&toml).await;
+    let old = gw.state_token("agent-one");
+    assert_eq!(get_auth(&gw.url("/wat/x"), &old).await.0, StatusCode::OK);
+    // Three rotations push the key that signed `old` out of the ring of three.
+    for _ in 0..keygate::inbound::workload_token::MAX_KEYS {
+        keygate::inbound::WorkloadTokens::rotate(gw.state.vault())
+            .await
+            .unwrap();
+    }
+    gw.reload_with(&toml).await;
+    let (status, _, body) = get_auth(&gw.url("/wat/x"), &old).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let new = gw.state_token("agent-one");
+    assert_eq!(get_auth(&gw.url("/wat/x"), &new).await.0, StatusCode::OK);
+}

@@ -14,6 +14,7 @@ mod deploy;
 mod fake_idp;
 mod fleet_start;
 mod hygiene;
+mod idp_trust;
 mod inbound;
 mod lifecycle;
 mod limits;
