@@ -298,6 +298,7 @@ mod tests {
             client_auth: ClientAuth::ClientSecretBasic,
             tenant: tenant.map(str::to_string),
             domain: None,
+            allow_insecure_http: false,
         };
         let http = crate::proxy::upstream::client(None).unwrap();
         OAuthClient::new("p", config, http)
