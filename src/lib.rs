@@ -23,6 +23,7 @@ pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod dev_echo;
 pub mod consent;
 pub mod directory;
 pub mod egress;

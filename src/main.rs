@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Development helpers.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     /// Certificates for development.
     Certs {
         #[command(subcommand)]
@@ -135,6 +140,17 @@ impl VaultFilter {
 }
 
 #[derive(Subcommand)]
+enum DevCommand {
+    /// A stand-in tool that answers every request with what it received (headers included), to
+    /// see keygate inject a credential. Development only.
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
 enum CertsCommand {
     /// Make a development CA and a server certificate signed by it (ca.crt, server.crt, server.key).
     Dev {
@@ -165,6 +181,9 @@ fn main() -> ExitCode {
             command: TokenCommand::RotateKey { config },
         } => exit(rotate_signing_key(&config)),
         Command::Vault { command } => exit(vault_command(command)),
+        Command::Dev {
+            command: DevCommand::Echo { listen },
+        } => exit(dev_echo(listen)),
         Command::Certs {
             command: CertsCommand::Dev { out, hosts },
         } => exit(make_dev_certs(&out, &hosts)),
@@ -361,5 +380,13 @@ fn make_dev_certs(out: &Path, hosts: &[String]) -> anyhow::Result<()> {
     for path in written {
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+fn dev_echo(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(keygate::dev_echo::serve(listen))?;
     Ok(())
 }
