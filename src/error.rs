@@ -30,7 +30,7 @@ pub enum ProxyError {
     VaultUnavailable(String),
     #[error("credential provider failed: {0}")]
     CredentialProvider(String),
-    #[error("the audit queue is full")]
+    #[error("the audit log cannot record (queue full or file not writable)")]
     AuditUnavailable,
     #[error("the user has not consented to provider {}", .0.provider)]
     ConsentRequired(Box<ConsentChallenge>),

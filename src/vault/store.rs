@@ -6,9 +6,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
 
@@ -195,6 +197,60 @@ macro_rules! record_change {
     };
 }
 
+/// Starts a write transaction. SQLite: `BEGIN IMMEDIATE`, which takes the write lock at once and
+/// fails if the connection is still inside a transaction, so a write is never nested in one left
+/// open (whose `COMMIT` would then commit nothing).
+trait BeginWrite {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// Whether an SQLite connection going back to the pool may be reused: only outside any
+/// transaction. After a failed statement (a full disk) SQLite may have ended the transaction
+/// itself or kept it open, so sqlx's idea of it can be wrong either way: a connection kept inside
+/// a transaction would hold the write lock and turn later writes into savepoints that never
+/// commit. `BEGIN` fails inside a transaction; it runs after any rollback sqlx queued.
+fn sqlite_reusable(conn: &mut SqliteConnection, _: PoolConnectionMetadata) -> ReleaseCheck<'_> {
+    Box::pin(async move {
+        let reusable = sqlx::Executor::execute(&mut *conn, "BEGIN").await.is_ok()
+            && sqlx::Executor::execute(&mut *conn, "ROLLBACK")
+                .await
+                .is_ok()
+            && !conn.is_in_transaction();
+        if !reusable {
+            tracing::warn!("a vault connection was left inside a transaction; closing it");
+        }
+        Ok(reusable)
+    })
+}
+
+/// What a pool's `after_release` check returns: keep the connection or close it.
+type ReleaseCheck<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
+
+/// As [`sqlite_reusable`], for PostgreSQL (whose rollbacks sqlx tracks itself).
+fn postgres_reusable(conn: &mut PgConnection, _: PoolConnectionMetadata) -> ReleaseCheck<'_> {
+    let reusable = !conn.is_in_transaction();
+    if !reusable {
+        tracing::warn!("a vault connection was left inside a transaction; closing it");
+    }
+    Box::pin(std::future::ready(Ok(reusable)))
+}
+
 /// A fleet-wide lock held until [`StoreLock::release`] (or drop, which releases it when the
 /// connection is next used).
 pub struct StoreLock {
@@ -262,6 +318,7 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(sqlite_reusable)
                 .connect_with(options)
                 .await?;
             Store::Sqlite(pool)
@@ -269,6 +326,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(10)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(postgres_reusable)
                 .connect(url)
                 .await?;
             Store::Postgres(pool)
@@ -342,7 +400,7 @@ impl Store {
             scopes = excluded.scopes, updated_at = excluded.updated_at";
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             bind_record!(bind_owner!(sqlx::query(SQL), o), entry)
                 .execute(&mut *tx)
                 .await?;
@@ -376,7 +434,7 @@ impl Store {
             ON CONFLICT (kind, workload, user_issuer, user_id, provider, qualifier) DO NOTHING";
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = bind_record!(bind_owner!(sqlx::query(SQL), o), entry)
                 .execute(&mut *tx)
                 .await?;
@@ -398,7 +456,7 @@ impl Store {
         );
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = bind_record!(bind_owner!(sqlx::query(&sql), o), entry)
                 .bind(expected)
                 .execute(&mut *tx)
@@ -429,7 +487,7 @@ impl Store {
     pub async fn delete(&self, owner: &Owner) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM vault_entries WHERE {OWNER_MATCH}");
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = bind_owner!(sqlx::query(&sql), owner)
                 .execute(&mut *tx)
                 .await?;
@@ -461,7 +519,7 @@ impl Store {
             "DELETE FROM vault_entries WHERE {OWNER_MATCH} RETURNING sealed, kek_id, record_version, expires_at, scopes, updated_at"
         );
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row = bind_owner!(sqlx::query(&sql), owner)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -481,7 +539,7 @@ impl Store {
         match self {
             Store::Sqlite(_) => Ok(StoreLock { tx: None }),
             Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 sqlx::query(&format!(
                     "SET LOCAL lock_timeout = '{}ms'",
                     wait.as_millis()
@@ -525,6 +583,18 @@ impl Store {
                 .is_ok())
         };
         tokio::time::timeout(timeout, ping).await.unwrap_or(false)
+    }
+
+    /// A write that changes nothing (readiness: can the store write at all, e.g. with a full
+    /// disk?). Returns once committed.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE keygate_schema SET applied_at = applied_at WHERE version = 1";
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(SQL).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Replaces a record only if it still holds `expected` (compare-and-swap), so a key
