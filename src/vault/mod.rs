@@ -286,6 +286,26 @@ impl Vault {
         }
     }
 
+    /// Loads the keys of `config` (a SIGHUP reload): records are sealed by its current key from
+    /// now on, and those sealed by any of its keys open. Refused, keeping the keys in use, when
+    /// the new keys leave out the current one (records it sealed would no longer open).
+    pub fn reload_keys(&self, config: &VaultConfig) -> Result<(), KeyError> {
+        let ring = KeyRing::load(&config.key, &config.previous_keys)?;
+        let current = self.ring.load();
+        if !ring.knows(&current.current.id) {
+            return Err(KeyError::CurrentKeyDropped(current.current.id.clone()));
+        }
+        if ring.current.id != current.current.id {
+            tracing::info!(
+                from = %current.current.id,
+                to = %ring.current.id,
+                "vault key changed: new records are sealed by the new key"
+            );
+        }
+        self.ring.store(Arc::new(ring));
+        Ok(())
+    }
+
     pub fn current_key_id(&self) -> String {
         self.ring.load().current.id.clone()
     }

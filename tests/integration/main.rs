@@ -12,6 +12,7 @@ mod deploy;
 mod disk_full;
 mod fake_idp;
 mod inbound;
+mod key_reload;
 mod lifecycle;
 mod limits;
 mod oidc;
