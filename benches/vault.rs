@@ -27,6 +27,7 @@ fn credential() -> Credential {
         refresh_token: Some("r".repeat(300).into()),
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into(), "write".into()],
+        requested: vec!["read".into(), "write".into()],
     })
 }
 

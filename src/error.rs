@@ -32,6 +32,8 @@ pub enum ProxyError {
     CredentialProvider(String),
     #[error("the audit log cannot record (queue full or file not writable)")]
     AuditUnavailable,
+    #[error("the user holds the most consent sessions allowed")]
+    TooManyConsentSessions,
     #[error("the user has not consented to provider {}", .0.provider)]
     ConsentRequired(Box<ConsentChallenge>),
     #[error("upstream unreachable: {0}")]
@@ -56,6 +58,7 @@ impl ProxyError {
             ProxyError::VaultUnavailable(_) => "vault_unavailable",
             ProxyError::CredentialProvider(_) => "credential_provider_error",
             ProxyError::AuditUnavailable => "audit_unavailable",
+            ProxyError::TooManyConsentSessions => "too_many_consent_sessions",
             ProxyError::ConsentRequired(_) => "consent_required",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -74,6 +77,7 @@ impl ProxyError {
             ProxyError::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CredentialProvider(_) => StatusCode::BAD_GATEWAY,
             ProxyError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::TooManyConsentSessions => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::ConsentRequired(_) => StatusCode::UNAUTHORIZED,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -99,6 +103,9 @@ impl ProxyError {
             ProxyError::CredentialProvider(_) => "the credential provider could not issue a token",
             ProxyError::AuditUnavailable => {
                 "keygate cannot audit this request now; try again shortly"
+            }
+            ProxyError::TooManyConsentSessions => {
+                "this user has too many consent sessions open; finish one or wait for it to expire"
             }
             ProxyError::ConsentRequired(_) => {
                 "the user must authorize access at authorizationUrl, then retry"

@@ -30,6 +30,36 @@ pub struct Metrics {
     pub vault_cache_hit_ratio: prometheus::Gauge,
 }
 
+/// `keygate_vault_lookups_total{result}` values.
+pub const VAULT_LOOKUP_RESULTS: &[&str] = &[
+    "cache_hit",
+    "store_hit",
+    "absent",
+    "integrity_error",
+    "unavailable",
+];
+
+/// `keygate_consent_sessions_total{result}` values. `scope_reduced` counts consents whose
+/// provider said it granted fewer scopes than requested (the tokens are served all the same).
+pub const CONSENT_RESULTS: &[&str] = &[
+    "started",
+    "authorized",
+    "denied",
+    "completed",
+    "user_mismatch",
+    "refresh_refused",
+    "scope_reduced",
+];
+
+/// `keygate_token_requests_total{grant}` values.
+pub const GRANTS: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+
+/// `keygate_token_requests_total{result}` values.
+pub const TOKEN_RESULTS: &[&str] = &["success", "refused", "unreachable", "error"];
+
+/// Statuses shown at 0 for every route: success and the ones keygate itself answers there.
+const ROUTE_STATUSES: &[&str] = &["200", "401", "403", "502", "503", "504"];
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -181,6 +211,46 @@ impl Metrics {
         self.consent_sessions_total
             .with_label_values(&[result])
             .inc();
+    }
+
+    /// Shows at 0 every series whose label values are known before anything happens
+    /// (Prometheus' advice), so alerts and dashboards never see "no data": auth failures by
+    /// reason, vault lookups and consent sessions by result, reloads, and for the config's
+    /// routes and OAuth providers their requests by the statuses keygate itself answers and
+    /// their token requests by grant and result. Called at start and on every reload.
+    pub fn zero_known_series(
+        &self,
+        auth_reasons: &[&str],
+        routes: &[&str],
+        oauth_providers: &[&str],
+    ) {
+        for reason in auth_reasons {
+            self.inbound_auth_failures_total
+                .with_label_values(&[reason]);
+        }
+        for result in VAULT_LOOKUP_RESULTS {
+            self.vault_lookups_total.with_label_values(&[result]);
+        }
+        for result in CONSENT_RESULTS {
+            self.consent_sessions_total.with_label_values(&[result]);
+        }
+        for result in ["success", "failure"] {
+            self.config_reloads_total.with_label_values(&[result]);
+        }
+        self.requests_total.with_label_values(&["_none", "404"]);
+        for route in routes {
+            for status in ROUTE_STATUSES {
+                self.requests_total.with_label_values(&[route, status]);
+            }
+        }
+        for provider in oauth_providers {
+            for grant in GRANTS {
+                for result in TOKEN_RESULTS {
+                    self.token_requests_total
+                        .with_label_values(&[provider, grant, result]);
+                }
+            }
+        }
     }
 
     /// Recomputes the derived gauges from the counters they summarise.

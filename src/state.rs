@@ -245,6 +245,7 @@ fn build_runtime(
         )));
     }
     let providers = providers::build(&config.providers, default_client);
+    zero_known_series(&config, metrics);
     Ok(Runtime {
         config: Arc::new(config),
         routes: RouteTable::new(routes),
@@ -312,4 +313,20 @@ fn build_authorizers(
     }
     *sources = kept;
     authorizers
+}
+
+/// The config's routes and OAuth providers, and every auth failure reason, at 0 in the metrics.
+fn zero_known_series(config: &Config, metrics: &Metrics) {
+    let reasons: Vec<&str> = crate::inbound::AuthError::ALL
+        .iter()
+        .map(|e| e.reason())
+        .collect();
+    let routes: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    let oauth_providers: Vec<&str> = config
+        .providers
+        .iter()
+        .filter(|p| matches!(p.kind, crate::config::ProviderKind::OAuth2(_)))
+        .map(|p| p.name.as_str())
+        .collect();
+    metrics.zero_known_series(&reasons, &routes, &oauth_providers);
 }

@@ -39,6 +39,7 @@ fn credential(i: usize) -> Credential {
         refresh_token: Some(SecretString::from(format!("rt-{i:06}-{}", "y".repeat(60)))),
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into(), "write".into()],
+        requested: vec!["read".into(), "write".into()],
     })
 }
 

@@ -40,6 +40,7 @@ async fn main() {
         refresh_token: None,
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into()],
+        requested: vec!["read".into()],
     });
     vault.put(&owner, &tokens).await.unwrap();
 }

@@ -125,6 +125,16 @@ pub async fn callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Re
             };
             state.metrics().consent(result);
             let session = &done.session;
+            count_exchange(state, &session.provider, done.exchange);
+            if !done.reduced.is_empty() {
+                // Served all the same: the provider decides what its tokens are good for.
+                state.metrics().consent("scope_reduced");
+                tracing::warn!(
+                    provider = %session.provider,
+                    missing = %done.reduced.join(" "),
+                    "the provider granted fewer scopes than requested"
+                );
+            }
             let user = UserId {
                 issuer: session.user.issuer.clone(),
                 id: session.user.id.clone(),
@@ -158,4 +168,31 @@ pub async fn callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Re
             refused(&error)
         }
     }
+}
+
+/// Counts the code exchange as a token request, and logs a provider that refused keygate's own
+/// client credentials as the misconfiguration it is (not as a user who said no).
+fn count_exchange(state: &AppState, provider: &str, exchange: Option<super::Exchange>) {
+    let result = match exchange {
+        None => return,
+        Some(super::Exchange::Success) => "success",
+        Some(super::Exchange::Failed {
+            result,
+            misconfigured,
+        }) => {
+            if misconfigured {
+                tracing::error!(
+                    provider,
+                    "the provider refused keygate's client credentials at the code exchange: \
+                     check the provider's client_id and client_secret"
+                );
+            }
+            result
+        }
+    };
+    state
+        .metrics()
+        .token_requests_total
+        .with_label_values(&[provider, "authorization_code", result])
+        .inc();
 }

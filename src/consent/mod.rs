@@ -18,6 +18,8 @@ use crate::providers::oauth::OAuthClient;
 use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
 
 pub mod http;
+pub mod lookup;
+pub mod pending;
 pub mod refresh;
 
 pub const SESSION_LIFETIME_SECS: i64 = 600;
@@ -35,6 +37,8 @@ pub enum ConsentError {
     Failed(String),
     #[error("the session was started by another user")]
     UserMismatch,
+    #[error("too many consent sessions are open for this user; finish or let one expire first")]
+    TooManySessions,
     #[error("the provider has no authorization endpoint")]
     NoAuthorizationEndpoint,
     #[error(transparent)]
@@ -59,6 +63,8 @@ pub enum Status {
     },
     /// Bound to its user by `CompleteResourceTokenAuth`; the tokens are in the user's entry.
     Completed,
+    /// A completed session of a forced route whose one request has been served.
+    Redeemed,
 }
 
 /// A consent session, sealed in the vault as a whole (pending tokens included). (`Debug`
@@ -75,6 +81,9 @@ pub struct Session {
     pub verifier: String,
     pub expires_at: i64,
     pub status: Status,
+    /// The qualifier of its `consent_pending` index entry (see [`pending`]).
+    #[serde(default)]
+    pub index: Option<String>,
 }
 
 impl std::fmt::Debug for Status {
@@ -90,6 +99,7 @@ impl std::fmt::Debug for Status {
                 .finish_non_exhaustive(),
             Status::Failed { reason } => f.debug_struct("Failed").field("reason", reason).finish(),
             Status::Completed => f.write_str("Completed"),
+            Status::Redeemed => f.write_str("Redeemed"),
         }
     }
 }
@@ -137,6 +147,8 @@ pub struct Started {
     pub session_uri: String,
     pub authorization_url: String,
     pub expires_in: i64,
+    /// An earlier pending session for the same request, handed out again.
+    pub reused: bool,
 }
 
 /// Everything a session needs to start.
@@ -251,13 +263,28 @@ async fn save(vault: &Vault, id: &str, session: &Session) -> Result<(), ConsentE
     Ok(())
 }
 
-/// Creates a session; the caller answers with `authorization_url` and `session_uri`.
+/// Creates a session, or (unless `forced`) hands out again the user's pending session for the
+/// very same request; the caller answers with `authorization_url` and `session_uri`. A user
+/// holding [`pending::MAX_PENDING_PER_USER`] sessions gets [`ConsentError::TooManySessions`].
 pub async fn start(
     vault: &Vault,
     public_url: &Url,
     request: Request<'_>,
+    forced: bool,
 ) -> Result<Started, ConsentError> {
+    let now = store::now();
+    if !forced {
+        let index = pending::index_owner(&request, None);
+        if let Some((id, session)) = pending::reusable(vault, &index).await? {
+            return Ok(Started {
+                reused: true,
+                ..started(public_url, &id, session.expires_at - now)
+            });
+        }
+    }
     let id = random_token()?;
+    let index = pending::index_owner(&request, forced.then_some(id.as_str()));
+    pending::check_capacity(vault, &index).await?;
     let session = Session {
         workload: request.workload.to_string(),
         user: request.user.into(),
@@ -267,16 +294,23 @@ pub async fn start(
         custom_state: request.custom_state,
         custom_parameters: request.custom_parameters,
         verifier: random_token()?,
-        expires_at: store::now() + SESSION_LIFETIME_SECS,
+        expires_at: now + SESSION_LIFETIME_SECS,
         status: Status::Pending,
+        index: Some(index.qualifier.clone()),
     };
     save(vault, &id, &session).await?;
+    pending::record(vault, &index, &id, session.expires_at).await?;
+    Ok(started(public_url, &id, SESSION_LIFETIME_SECS))
+}
+
+fn started(public_url: &Url, id: &str, expires_in: i64) -> Started {
     let session_uri = format!("{SESSION_URI_PREFIX}{id}");
-    Ok(Started {
+    Started {
         authorization_url: authorization_url(public_url, &session_uri),
         session_uri,
-        expires_in: SESSION_LIFETIME_SECS,
-    })
+        expires_in,
+        reused: false,
+    }
 }
 
 /// The URL at keygate that starts the browser's part of a session.
@@ -357,16 +391,26 @@ pub async fn callback(
     let mut return_url =
         Url::parse(&session.return_url).map_err(|_| ConsentError::UnknownSession)?;
     let session_uri = format!("{SESSION_URI_PREFIX}{state}");
+    let mut exchange = None;
     let outcome = match (code, error) {
         (_, Some(error)) => Err(sanitize(error)),
         (Some(code), None) => match clients.client(&session.provider).await {
-            Some(client) => client
-                .exchange_code(code, &callback_url(public_url), &session.verifier)
-                .await
-                .map_err(|e| match e {
+            Some(client) => {
+                let exchanged = client
+                    .exchange_code(code, &callback_url(public_url), &session.verifier)
+                    .await;
+                exchange = Some(match &exchanged {
+                    Ok(_) => Exchange::Success,
+                    Err(e) => Exchange::Failed {
+                        result: e.result(),
+                        misconfigured: e.is_client_misconfiguration(),
+                    },
+                });
+                exchanged.map_err(|e| match e {
                     ProviderError::Refused { error, .. } => error,
                     _ => "provider_error".to_string(),
-                }),
+                })
+            }
             None => Err("unknown_provider".to_string()),
         },
         (None, None) => Err("invalid_request".to_string()),
@@ -388,12 +432,18 @@ pub async fn callback(
             expires_at: tokens
                 .expires_in
                 .map(|s| store::now() + crate::vault::credential::lifetime_secs(s)),
-            scopes: tokens.scope.map_or_else(
+            scopes: tokens.scope.as_deref().map_or_else(
                 || session.scopes.clone(),
-                |s| s.split_whitespace().map(str::to_string).collect(),
+                crate::providers::scopes::parse_granted,
             ),
         },
         Err(reason) => Status::Failed { reason },
+    };
+    let reduced = match &session.status {
+        Status::Authorized { scopes, .. } => {
+            crate::providers::scopes::missing(&session.scopes, scopes)
+        }
+        _ => Vec::new(),
     };
     // One outcome per session: a second callback racing this one (a double load, a replayed
     // code) finds the session changed and gets 400.
@@ -404,11 +454,29 @@ pub async fn callback(
         Status::Failed { reason } => Some(reason.clone()),
         _ => None,
     };
+    if refused.is_some() {
+        pending::forget(vault, pending::index_of(&session).as_ref()).await;
+    }
     Ok(Callback {
         redirect: return_url,
         refused,
+        reduced,
+        exchange,
         session,
     })
+}
+
+/// How the code exchange at the provider's token endpoint went, when one was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    Success,
+    Failed {
+        /// The `keygate_token_requests_total{result}` label.
+        result: &'static str,
+        /// The provider refused keygate's own client credentials (a wrong secret, an unknown
+        /// client): the operator's problem, not the user's.
+        misconfigured: bool,
+    },
 }
 
 /// The outcome of the provider's redirect back.
@@ -417,6 +485,11 @@ pub struct Callback {
     pub redirect: Url,
     /// Why the session failed, when the provider or the code exchange refused it.
     pub refused: Option<String>,
+    /// Requested scopes the provider's answer says it did not grant (the tokens serve all the
+    /// same: the provider decides what they are good for).
+    pub reduced: Vec<String>,
+    /// The code exchange, when the provider sent a code.
+    pub exchange: Option<Exchange>,
     pub session: Session,
 }
 
@@ -435,7 +508,7 @@ pub async fn complete(
     let (access_token, refresh_token, expires_at, scopes) = match &session.status {
         Status::Pending => return Err(ConsentError::NotReady),
         Status::Failed { reason } => return Err(ConsentError::Failed(reason.clone())),
-        Status::Completed => return Err(ConsentError::AlreadyUsed),
+        Status::Completed | Status::Redeemed => return Err(ConsentError::AlreadyUsed),
         Status::Authorized {
             access_token,
             refresh_token,
@@ -453,6 +526,7 @@ pub async fn complete(
             reason: "user_mismatch".to_string(),
         };
         replace(vault, &owner, version, &session).await?;
+        pending::forget(vault, pending::index_of(&session).as_ref()).await;
         return Err(ConsentError::UserMismatch);
     }
     // The tokens first: if storing them fails, the session is still there to complete again.
@@ -461,6 +535,7 @@ pub async fn complete(
         refresh_token: refresh_token.map(SecretString::from),
         expires_at,
         scopes,
+        requested: session.scopes.clone(),
     });
     vault
         .put(
@@ -472,7 +547,67 @@ pub async fn complete(
     if !replace(vault, &owner, version, &session).await? {
         return Err(ConsentError::AlreadyUsed);
     }
+    pending::forget(vault, pending::index_of(&session).as_ref()).await;
     Ok(session)
+}
+
+/// A forced route's retry with the `sessionUri` of the consent it asked for: once that session
+/// is completed by the same workload, user and provider for (at least) `scopes`, it is marked
+/// redeemed (one request per forced consent) and the user's fresh token is returned.
+pub async fn redeem(
+    vault: &Vault,
+    public_url: &Url,
+    session_uri: &str,
+    caller: &Owner,
+    scopes: &[String],
+) -> Result<Redemption, ConsentError> {
+    let Some(id) = session_id(session_uri) else {
+        return Ok(Redemption::Unusable);
+    };
+    let owner = session_owner(id);
+    let (version, mut session) = match load_versioned(vault, &owner).await {
+        Ok(found) => found,
+        Err(ConsentError::UnknownSession) => return Ok(Redemption::Unusable),
+        Err(e) => return Err(e),
+    };
+    let same_caller = session.workload == caller.workload
+        && session.provider == caller.provider
+        && session.user.id == caller.user_id
+        && session.user.issuer.clone().unwrap_or_default() == caller.user_issuer;
+    let covers = scopes.iter().all(|s| session.scopes.contains(s));
+    if !same_caller || !covers {
+        return Ok(Redemption::Unusable);
+    }
+    match session.status {
+        Status::Completed => {}
+        Status::Pending | Status::Authorized { .. } => {
+            return Ok(Redemption::Pending(started(
+                public_url,
+                id,
+                session.expires_at - store::now(),
+            )));
+        }
+        Status::Failed { .. } | Status::Redeemed => return Ok(Redemption::Unusable),
+    }
+    session.status = Status::Redeemed;
+    if !replace(vault, &owner, version, &session).await? {
+        return Ok(Redemption::Unusable);
+    }
+    Ok(match vault.get_fresh(caller).await?.as_deref() {
+        Some(Credential::OAuth(tokens)) => Redemption::Token(tokens.access_token.clone()),
+        _ => Redemption::Unusable,
+    })
+}
+
+/// What a forced route's retry with a `sessionUri` gets.
+#[derive(Debug)]
+pub enum Redemption {
+    /// The session was completed for this caller: its token, for this one request.
+    Token(SecretString),
+    /// The caller's session is not completed yet: the same challenge again.
+    Pending(Started),
+    /// Not this caller's, not for these scopes, failed, expired or already redeemed.
+    Unusable,
 }
 
 /// Writes `session` over the record at `version`; false when someone else changed it first.
@@ -554,6 +689,7 @@ mod tests {
             custom_parameters: vec![],
             verifier: "s3cret-verifier".into(),
             expires_at: 0,
+            index: None,
             status: Status::Authorized {
                 access_token: "s3cret-access".into(),
                 refresh_token: Some("s3cret-refresh".into()),

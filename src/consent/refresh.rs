@@ -27,51 +27,6 @@ pub enum RefreshError {
 /// A vaulted user token this close to expiry is refreshed (or, without a refresh token, not used).
 pub const EXPIRY_MARGIN_SECS: i64 = 60;
 
-/// The user's vaulted access token for `owner` if it covers `scopes`: used as it is while it has
-/// more than a minute left, else refreshed (concurrent callers share one refresh through
-/// `refreshes`). `Ok(None)` means the user must consent (again).
-pub async fn usable_token(
-    state: &AppState,
-    refreshes: &moka::future::Cache<Owner, Arc<SecretString>>,
-    client: Option<&Arc<OAuthClient>>,
-    owner: &Owner,
-    scopes: &[String],
-    request_id: &str,
-) -> Result<Option<SecretString>, Arc<RefreshError>> {
-    let stored = state.vault().get(owner).await;
-    let Some(stored) = stored.map_err(|e| Arc::new(RefreshError::Vault(e)))? else {
-        return Ok(None);
-    };
-    let Credential::OAuth(tokens) = &*stored else {
-        return Ok(None);
-    };
-    if !tokens.covers(scopes) {
-        return Ok(None);
-    }
-    if tokens
-        .expires_at
-        .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
-    {
-        return Ok(Some(tokens.access_token.clone()));
-    }
-    let (Some(_), Some(client)) = (&tokens.refresh_token, client) else {
-        return Ok(None);
-    };
-    let refreshed = refreshes
-        .try_get_with(
-            owner.clone(),
-            refresh(state, client, owner, request_id, None),
-        )
-        .await;
-    // The cache only merges concurrent refreshes; the vault keeps the result.
-    refreshes.invalidate(owner).await;
-    match refreshed {
-        Ok(token) => Ok(Some((*token).clone())),
-        Err(e) if matches!(*e, RefreshError::ConsentNeeded) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Refreshes the entry: because it is near expiry, or (`rejected`) because the resource server
 /// refused that access token before its time.
 pub async fn refresh(
@@ -151,10 +106,11 @@ async fn refresh_locked(
                 expires_at: response
                     .expires_in
                     .map(|s| store::now() + crate::vault::credential::lifetime_secs(s)),
-                scopes: response.scope.map_or_else(
+                scopes: response.scope.as_deref().map_or_else(
                     || tokens.scopes.clone(),
-                    |s| s.split_whitespace().map(str::to_string).collect(),
+                    crate::providers::scopes::parse_granted,
                 ),
+                requested: tokens.requested.clone(),
             };
             // Stored before use: a rotated refresh token is never lost.
             let expires_at = renewed.expires_at;

@@ -24,6 +24,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     QuotaExceeded(String),
+    #[error("{0}")]
+    Throttled(String),
     #[error("no operation at {0}")]
     UnknownOperation(String),
     #[error("{0}")]
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::NotFound(_) => "ResourceNotFoundException",
             ApiError::Conflict(_) => "ConflictException",
             ApiError::QuotaExceeded(_) => "ServiceQuotaExceededException",
+            ApiError::Throttled(_) => "ThrottlingException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::Unavailable(_) => "ServiceUnavailableException",
             ApiError::Internal(_) => "InternalServerException",
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownOperation(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::QuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -151,6 +155,7 @@ impl From<ConsentError> for ApiError {
             ConsentError::Failed(reason) => {
                 ApiError::Validation(format!("the session failed ({reason})"))
             }
+            ConsentError::TooManySessions => ApiError::Throttled(error.to_string()),
             ConsentError::UserMismatch => ApiError::AccessDenied(
                 "the session was started for another user; it has been cancelled".to_string(),
             ),

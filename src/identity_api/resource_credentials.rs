@@ -15,6 +15,7 @@ use super::access_tokens::jwt_user;
 use super::validate;
 use super::workload_identities;
 use super::{ApiError, Call, Reply, parse};
+use crate::consent::lookup::{self, Lookup};
 use crate::consent::{self, Status, refresh};
 use crate::inbound::{UserId, WorkloadClaims};
 use crate::providers::Provider;
@@ -201,22 +202,26 @@ async fn user_federation(
         )
         .await;
     }
-    if !input.force_authentication.unwrap_or(false)
-        && let Some(token) = vaulted(call, client, &owner, &input.scopes).await?
-    {
-        return Ok(Reply::ok(json!({ "accessToken": token })));
+    let mut consent_scopes = input.scopes.clone();
+    if !input.force_authentication.unwrap_or(false) {
+        match vaulted(call, client, &owner, &input.scopes).await? {
+            Lookup::Token(token) => {
+                return Ok(Reply::ok(json!({ "accessToken": token.expose_secret() })));
+            }
+            Lookup::Consent(scopes) => consent_scopes = scopes,
+        }
     }
-    start(call, workload, &user, input).await
+    start(call, workload, &user, &consent_scopes, input).await
 }
 
-/// The user's vaulted token (refreshed when near expiry), or `None` when consent is needed.
+/// The user's vaulted token (refreshed when near expiry), or the scopes to ask consent for.
 async fn vaulted(
     call: &Call,
     client: &Arc<OAuthClient>,
     owner: &crate::vault::Owner,
     scopes: &[String],
-) -> Result<Option<String>, ApiError> {
-    match refresh::usable_token(
+) -> Result<Lookup, ApiError> {
+    match lookup::user_token(
         &call.state,
         &call.runtime.refreshes,
         Some(client),
@@ -226,14 +231,14 @@ async fn vaulted(
     )
     .await
     {
-        Ok(token) => Ok(token.map(|t| t.expose_secret().to_string())),
+        Ok(found) => Ok(found),
         Err(e) => match &*e {
             refresh::RefreshError::Vault(v) => Err(ApiError::from(v)),
             refresh::RefreshError::Provider(p) => {
                 tracing::warn!(error = %p, "token refresh failed");
                 Err(ApiError::from(p))
             }
-            refresh::RefreshError::ConsentNeeded => Ok(None),
+            refresh::RefreshError::ConsentNeeded => Ok(Lookup::Consent(scopes.to_vec())),
         },
     }
 }
@@ -277,9 +282,9 @@ async fn poll(
             "sessionUri": session_uri,
             "sessionStatus": "IN_PROGRESS",
         }))),
-        Status::Completed => match vaulted(call, client, owner, scopes).await? {
-            Some(token) => Ok(Reply::ok(json!({ "accessToken": token }))),
-            None => failed(),
+        Status::Completed | Status::Redeemed => match vaulted(call, client, owner, scopes).await? {
+            Lookup::Token(token) => Ok(Reply::ok(json!({ "accessToken": token.expose_secret() }))),
+            Lookup::Consent(_) => failed(),
         },
     }
 }
@@ -288,6 +293,7 @@ async fn start(
     call: &Call,
     workload: &str,
     user: &UserId,
+    scopes: &[String],
     input: OAuth2Input,
 ) -> Result<Reply, ApiError> {
     let registered = workload_identities::find(call, workload)
@@ -332,14 +338,17 @@ async fn start(
             workload,
             user,
             provider: &input.resource_credential_provider_name,
-            scopes: &input.scopes,
+            scopes,
             return_url: &return_url,
             custom_state: input.custom_state,
             custom_parameters: custom_parameters.into_iter().collect(),
         },
+        input.force_authentication.unwrap_or(false),
     )
     .await?;
-    call.state.metrics().consent("started");
+    if !started.reused {
+        call.state.metrics().consent("started");
+    }
     Ok(Reply::ok(json!({
         "authorizationUrl": started.authorization_url,
         "sessionUri": started.session_uri,

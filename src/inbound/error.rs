@@ -44,6 +44,30 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every variant, so the metric's series can be shown at 0 from the start. (A variant
+    /// added to the enum belongs here too; the unit test below checks the labels are distinct.)
+    pub const ALL: [AuthError; 19] = [
+        AuthError::Missing,
+        AuthError::MultipleCredentials,
+        AuthError::NotBearer,
+        AuthError::TooLarge,
+        AuthError::Malformed,
+        AuthError::BadAlgorithm,
+        AuthError::ForbiddenHeader,
+        AuthError::UnknownKey,
+        AuthError::KeysUnavailable,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::WrongIssuer,
+        AuthError::WrongAudience,
+        AuthError::WrongClient,
+        AuthError::MissingScope,
+        AuthError::ClaimMismatch,
+        AuthError::MissingUser,
+        AuthError::WrongWorkload,
+    ];
+
     /// Metric label and log field: a small fixed set.
     pub fn reason(self) -> &'static str {
         match self {
@@ -91,5 +115,18 @@ impl AuthError {
             | ErrorKind::InvalidKeyFormat => AuthError::BadAlgorithm,
             _ => AuthError::Malformed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_reason_is_distinct() {
+        let mut reasons: Vec<&str> = AuthError::ALL.iter().map(|e| e.reason()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        assert_eq!(reasons.len(), AuthError::ALL.len());
     }
 }

@@ -36,6 +36,8 @@ pub enum SigningKeyError {
     Generate,
     #[error("token signing failed")]
     Sign,
+    #[error("the signing keys kept changing while a rotation tried to replace them; retry")]
+    Contended,
 }
 
 /// What a workload access token says.
@@ -188,11 +190,13 @@ async fn stored_keys(vault: &Vault) -> Result<Option<Vec<Vec<u8>>>, SigningKeyEr
     }
 }
 
-async fn store_keys(vault: &Vault, ders: &[Vec<u8>]) -> Result<(), SigningKeyError> {
-    let credential = Credential::Secret(SecretString::from(encode_keys(ders)));
-    vault.put(&vault_owner(), &credential).await?;
-    Ok(())
+/// The key set as the vault record holding it.
+fn encoded(ders: &[Vec<u8>]) -> Credential {
+    Credential::Secret(SecretString::from(encode_keys(ders)))
 }
+
+/// Rotations tried before giving up on a key set that keeps changing underneath.
+const ROTATE_ATTEMPTS: usize = 5;
 
 impl WorkloadTokens {
     fn with_ring(issuer: &str, ring: KeyRing) -> Self {
@@ -208,29 +212,54 @@ impl WorkloadTokens {
         Ok(Self::with_ring(issuer, ring_from(&[generate_pkcs8()?])?))
     }
 
-    /// Loads the signing keys from the vault, creating the first one when there is none.
+    /// Loads the signing keys from the vault, creating the first one when there is none. The
+    /// creation is create-if-absent: of replicas starting together on a fresh store one
+    /// creates the key and every other one reads the winner's, so the fleet has one key set.
     pub async fn load(vault: &Vault, issuer: &str) -> Result<Self, SigningKeyError> {
         let ders = match stored_keys(vault).await? {
             Some(ders) => ders,
             None => {
                 let ders = vec![generate_pkcs8()?];
-                store_keys(vault, &ders).await?;
-                tracing::info!("created the workload token signing key in the vault");
-                ders
+                if vault.put_new(&vault_owner(), &encoded(&ders)).await? {
+                    tracing::info!("created the workload token signing key in the vault");
+                    ders
+                } else {
+                    vault.get_fresh(&vault_owner()).await?;
+                    stored_keys(vault).await?.ok_or(SigningKeyError::Invalid)?
+                }
             }
         };
         Ok(Self::with_ring(issuer, ring_from(&ders)?))
     }
 
     /// Puts a new signing key first in the vault, keeping the newest [`MAX_KEYS`]; returns its
-    /// `kid`. A running keygate starts signing with it on its next reload (SIGHUP).
+    /// `kid`. A running keygate starts signing with it on its next reload (SIGHUP). The key
+    /// set is replaced by compare-and-swap, so a rotation racing a starting replica (or another
+    /// rotation) never loses a key: the loser re-reads and tries again.
     pub async fn rotate(vault: &Vault) -> Result<String, SigningKeyError> {
-        let mut ders = stored_keys(vault).await?.unwrap_or_default();
-        ders.insert(0, generate_pkcs8()?);
-        ders.truncate(MAX_KEYS);
-        let ring = ring_from(&ders)?;
-        store_keys(vault, &ders).await?;
-        Ok(ring.signing().map(|k| k.kid.clone()).unwrap_or_default())
+        for _ in 0..ROTATE_ATTEMPTS {
+            let stored = vault.stored(&vault_owner()).await?;
+            let mut ders = match &stored {
+                Some((_, Credential::Secret(text))) => decode_keys(text.expose_secret())?,
+                Some((_, Credential::OAuth(_))) => return Err(SigningKeyError::Invalid),
+                None => Vec::new(),
+            };
+            ders.insert(0, generate_pkcs8()?);
+            ders.truncate(MAX_KEYS);
+            let ring = ring_from(&ders)?;
+            let written = match &stored {
+                Some((version, _)) => {
+                    vault
+                        .replace_version(&vault_owner(), *version, &encoded(&ders), None)
+                        .await?
+                }
+                None => vault.put_new(&vault_owner(), &encoded(&ders)).await?,
+            };
+            if written {
+                return Ok(ring.signing().map(|k| k.kid.clone()).unwrap_or_default());
+            }
+        }
+        Err(SigningKeyError::Contended)
     }
 
     /// Re-reads the keys from the vault (after a rotation); on error the keys in use stay.

@@ -14,6 +14,7 @@ use secrecy::SecretString;
 
 use super::ProviderError;
 use super::oauth::OAuthClient;
+use super::scopes;
 use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
 
 /// Longest an M2M token is cached without an `expires_in`.
@@ -186,16 +187,17 @@ impl M2mTokens {
         let lifetime = response.expires_in.map_or(DEFAULT_LIFETIME, |s| {
             crate::vault::credential::lifetime_secs(s)
         });
-        let granted = response.scope.as_deref().map_or_else(
-            || grant.scopes.to_vec(),
-            |s| s.split_whitespace().map(str::to_string).collect(),
-        );
+        let granted = response
+            .scope
+            .as_deref()
+            .map_or_else(|| grant.scopes.to_vec(), scopes::parse_granted);
         let credential = Credential::OAuth(OAuthTokens {
             access_token: response.access_token.clone(),
             refresh_token: None,
             // Vaulted with its use-until time: readers need no margin of their own.
             expires_at: Some(store::now() + lifetime - refresh_margin(lifetime)),
             scopes: granted,
+            requested: grant.scopes.to_vec(),
         });
         vault.put(owner, &credential).await?;
         tracing::debug!(provider = %client.provider, workload = %owner.workload, "fetched an M2M token");

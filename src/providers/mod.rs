@@ -4,6 +4,7 @@
 
 pub mod m2m;
 pub mod oauth;
+pub mod scopes;
 pub mod vendors;
 
 use std::collections::HashMap;
@@ -39,6 +40,13 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// Metric label for `keygate_token_requests_total{result}`.
+    /// The provider refused keygate's client authentication or registration
+    /// (`invalid_client`, `unauthorized_client`): a configuration problem to log loudly.
+    pub fn is_client_misconfiguration(&self) -> bool {
+        matches!(self, ProviderError::Refused { error, .. }
+            if error == "invalid_client" || error == "unauthorized_client")
+    }
+
     pub fn result(&self) -> &'static str {
         match self {
             ProviderError::Refused { .. } => "refused",

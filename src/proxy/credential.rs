@@ -8,7 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
 use crate::config::{CredentialConfig, Flow, Injection};
-use crate::consent::{self, refresh};
+use crate::consent::lookup::{self, Lookup};
+use crate::consent::{self, Redemption, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
 use crate::inbound::AuthError;
 
@@ -16,12 +17,20 @@ use crate::inbound::Caller;
 use crate::providers::Provider;
 use crate::state::{AppState, Runtime};
 
+/// Where a client retrying a forced route names the consent session it completed (its
+/// `sessionUri`). keygate's own: never forwarded.
+pub static CONSENT_SESSION_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-keygate-consent-session");
+
 /// The secret to inject for this request, if the route's flow injects one.
+/// `consent_session` is the `sessionUri` a client presents (in [`CONSENT_SESSION_HEADER`]) when
+/// it retries a forced route after completing the consent it was asked for.
 pub async fn resolve(
     state: &AppState,
     runtime: &Runtime,
     credential: &CredentialConfig,
     caller: &Caller,
+    consent_session: Option<&str>,
     request_id: &str,
 ) -> Result<Option<SecretString>, ProxyError> {
     let provider = || {
@@ -55,7 +64,17 @@ pub async fn resolve(
                 .map_err(|e| ProxyError::from(&*e))?;
             Ok(Some(token))
         }
-        Flow::UserFederation => user_token(state, runtime, credential, caller, request_id).await,
+        Flow::UserFederation => {
+            user_token(
+                state,
+                runtime,
+                credential,
+                caller,
+                consent_session,
+                request_id,
+            )
+            .await
+        }
     }
 }
 
@@ -66,6 +85,7 @@ async fn user_token(
     runtime: &Runtime,
     credential: &CredentialConfig,
     caller: &Caller,
+    consent_session: Option<&str>,
     request_id: &str,
 ) -> Result<Option<SecretString>, ProxyError> {
     let provider = credential
@@ -75,13 +95,14 @@ async fn user_token(
     let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
         return Err(ProxyError::Auth(AuthError::MissingUser));
     };
+    let mut consent_scopes = credential.scopes.clone();
     if !credential.force_authentication {
         let owner = consent::user_owner(workload, user, provider);
         let client = match runtime.providers.get(provider) {
             Some(Provider::OAuth2(client)) => Some(client),
             _ => None,
         };
-        let usable = refresh::usable_token(
+        let found = lookup::user_token(
             state,
             &runtime.refreshes,
             client,
@@ -90,9 +111,9 @@ async fn user_token(
             request_id,
         )
         .await;
-        match usable {
-            Ok(Some(token)) => return Ok(Some(token)),
-            Ok(None) => {}
+        match found {
+            Ok(Lookup::Token(token)) => return Ok(Some(token)),
+            Ok(Lookup::Consent(scopes)) => consent_scopes = scopes,
             Err(e) => match &*e {
                 refresh::RefreshError::Provider(p) => {
                     return Err(ProxyError::CredentialProvider(p.to_string()));
@@ -104,35 +125,67 @@ async fn user_token(
             },
         }
     }
+    let owner = consent::user_owner(workload, user, provider);
+    let public_url = &runtime.config.server.public_url;
+    if credential.force_authentication
+        && let Some(session_uri) = consent_session
+    {
+        match consent::redeem(
+            state.vault(),
+            public_url,
+            session_uri,
+            &owner,
+            &credential.scopes,
+        )
+        .await
+        .map_err(consent_failure)?
+        {
+            Redemption::Token(token) => return Ok(Some(token)),
+            Redemption::Pending(started) => return Err(challenge(started, provider)),
+            Redemption::Unusable => {}
+        }
+    }
     let return_url = credential
         .return_url
         .as_deref()
         .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url".into()))?;
     let started = consent::start(
         state.vault(),
-        &runtime.config.server.public_url,
+        public_url,
         consent::Request {
             workload,
             user,
             provider,
-            scopes: &credential.scopes,
+            scopes: &consent_scopes,
             return_url,
             custom_state: None,
             custom_parameters: Vec::new(),
         },
+        credential.force_authentication,
     )
     .await
-    .map_err(|e| match e {
+    .map_err(consent_failure)?;
+    if !started.reused {
+        state.metrics().consent("started");
+    }
+    Err(challenge(started, provider))
+}
+
+fn consent_failure(error: consent::ConsentError) -> ProxyError {
+    match error {
         consent::ConsentError::Vault(v) => ProxyError::from(v),
+        consent::ConsentError::TooManySessions => ProxyError::TooManyConsentSessions,
         other => ProxyError::Internal(other.to_string()),
-    })?;
-    state.metrics().consent("started");
-    Err(ProxyError::ConsentRequired(Box::new(ConsentChallenge {
+    }
+}
+
+fn challenge(started: consent::Started, provider: &str) -> ProxyError {
+    ProxyError::ConsentRequired(Box::new(ConsentChallenge {
         authorization_url: started.authorization_url,
         session_uri: started.session_uri,
         provider: provider.to_string(),
         expires_in: started.expires_in,
-    })))
+    }))
 }
 
 /// A refreshed user token after the upstream refused `rejected` (one retry); `None` when the

@@ -147,9 +147,21 @@ async fn forward(
 
     // 4. Credential: what the route's flow injects, found before anything goes upstream (a
     //    vault or provider failure answers 503/502 instead of forwarding without it).
+    let consent_session = parts
+        .headers
+        .remove(&credential::CONSENT_SESSION_HEADER)
+        .and_then(|v| v.to_str().ok().map(str::to_string));
     let secret = match &route.config.credential {
         Some(c) => {
-            let resolved = credential::resolve(state, runtime, c, &caller, request_id).await;
+            let resolved = credential::resolve(
+                state,
+                runtime,
+                c,
+                &caller,
+                consent_session.as_deref(),
+                request_id,
+            )
+            .await;
             audit_credential_use(state, request_id, conn, c, &caller, &resolved)?;
             resolved?
         }

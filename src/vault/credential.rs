@@ -26,21 +26,26 @@ pub struct OAuthTokens {
     pub refresh_token: Option<SecretString>,
     /// Unix seconds the access token expires at, when the provider said.
     pub expires_at: Option<i64>,
-    /// Scopes the tokens were granted.
+    /// Scopes the provider said it granted, as it spelled them (informational).
     pub scopes: Vec<String>,
+    /// Scopes the consent that produced these tokens asked for (kept across refreshes). Empty
+    /// for records written before keygate recorded them.
+    pub requested: Vec<String>,
 }
 
 impl OAuthTokens {
-    /// Whether this token set serves a request for `requested` scopes: every scope granted,
-    /// except `offline_access`, which providers do not echo in the access token's scopes and
-    /// which is satisfied by holding a refresh token.
-    pub fn covers(&self, requested: &[String]) -> bool {
-        requested.iter().all(|r| {
-            if r == "offline_access" {
-                self.refresh_token.is_some() || self.scopes.iter().any(|s| s == r)
-            } else {
-                self.scopes.iter().any(|s| s == r)
-            }
+    /// Whether this token set serves a request for `wanted` scopes: each one was asked for by
+    /// the consent that produced the tokens, or the provider granted it under that very name.
+    /// Never decided by how a provider spells its grant alone, so a completed consent always
+    /// serves the request that started it. (Records without `requested`, from before it was
+    /// kept, fall back to the granted scopes, with `offline_access` met by a refresh token.)
+    pub fn covers(&self, wanted: &[String]) -> bool {
+        wanted.iter().all(|w| {
+            self.requested.contains(w)
+                || self.scopes.contains(w)
+                || (self.requested.is_empty()
+                    && w == "offline_access"
+                    && self.refresh_token.is_some())
         })
     }
 }
@@ -91,6 +96,7 @@ impl Credential {
                     .map(|r| r.expose_secret().to_string()),
                 expires_at: t.expires_at,
                 scopes: t.scopes.clone(),
+                requested: t.requested.clone(),
             },
             Credential::Secret(s) => Wire::Secret {
                 value: s.expose_secret().to_string(),
@@ -106,11 +112,13 @@ impl Credential {
                 refresh_token,
                 expires_at,
                 scopes,
+                requested,
             } => Credential::OAuth(OAuthTokens {
                 access_token: access_token.into(),
                 refresh_token: refresh_token.map(Into::into),
                 expires_at,
                 scopes,
+                requested,
             }),
             Wire::Secret { value } => Credential::Secret(value.into()),
         })
@@ -125,6 +133,8 @@ enum Wire {
         refresh_token: Option<String>,
         expires_at: Option<i64>,
         scopes: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requested: Vec<String>,
     },
     Secret {
         value: String,
@@ -142,6 +152,7 @@ mod tests {
             refresh_token: Some("rt-456".to_string().into()),
             expires_at: Some(42),
             scopes: vec!["read".into()],
+            requested: vec!["read".into(), "openid".into()],
         });
         let back = Credential::from_wire(&c.to_wire().unwrap()).unwrap();
         let Credential::OAuth(t) = back else {
@@ -149,6 +160,7 @@ mod tests {
         };
         assert_eq!(t.access_token.expose_secret(), "at-123");
         assert_eq!(t.refresh_token.unwrap().expose_secret(), "rt-456");
+        assert_eq!(t.requested, ["read", "openid"]);
         assert!(!format!("{c:?}").contains("at-123"));
     }
 
@@ -166,6 +178,7 @@ mod tests {
             refresh_token: None,
             expires_at: None,
             scopes: vec!["a".into(), "b".into()],
+            requested: vec![],
         };
         assert!(t.covers(&["a".into()]));
         assert!(!t.covers(&["a".into(), "c".into()]));
@@ -174,5 +187,39 @@ mod tests {
             "no refresh token"
         );
         assert!(!Credential::OAuth(t).within_limits());
+    }
+
+    #[test]
+    fn what_was_requested_is_covered_whatever_the_provider_echoed() {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = OAuthTokens {
+            access_token: "x".to_string().into(),
+            refresh_token: None,
+            expires_at: None,
+            // oidc-provider with resource indicators echoes only the resource's scopes.
+            scopes: strings(&["api:read"]),
+            requested: strings(&["openid", "offline_access", "api:read"]),
+        };
+        assert!(t.covers(&strings(&["openid", "offline_access", "api:read"])));
+        assert!(t.covers(&strings(&["api:read"])), "a subset of the consent");
+        assert!(
+            !t.covers(&strings(&["api:read", "api:write"])),
+            "asks for more"
+        );
+        let records_before_requested = OAuthTokens {
+            requested: vec![],
+            ..t.clone()
+        };
+        assert!(!records_before_requested.covers(&strings(&["openid"])));
+    }
+
+    #[test]
+    fn records_without_requested_scopes_still_open() {
+        let old = br#"{"type":"o_auth","access_token":"a","refresh_token":null,"expires_at":null,"scopes":["s"]}"#;
+        let Credential::OAuth(t) = Credential::from_wire(old).unwrap() else {
+            panic!("kind changed")
+        };
+        assert!(t.requested.is_empty());
+        assert!(t.covers(&["s".to_string()]));
     }
 }

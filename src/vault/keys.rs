@@ -131,14 +131,18 @@ fn load_key(source: &SecretSource) -> Result<Kek, KeyError> {
     Kek::parse(secret.expose_secret(), &name)
 }
 
+/// Creates the key file, unless another process (a replica started at the same instant on a
+/// shared volume) created it first: then its key is the one used.
 fn create_key_file(path: &Path) -> Result<Kek, KeyError> {
     let key = Kek::generate()?;
-    crate::fsutil::write_file(path, format!("{}\n", key.to_base64()).as_bytes(), true).map_err(
-        |source| KeyError::Create {
+    let created = crate::fsutil::create_private(path, format!("{}\n", key.to_base64()).as_bytes())
+        .map_err(|source| KeyError::Create {
             path: path.display().to_string(),
             source,
-        },
-    )?;
+        })?;
+    if !created {
+        return load_key(&SecretSource::File(path.to_path_buf()));
+    }
     tracing::info!(path = %path.display(), key_id = %key.id, "created the vault key");
     Ok(key)
 }

@@ -504,6 +504,19 @@ impl Vault {
         Ok(replaced)
     }
 
+    /// How many unexpired records of `kind` one user has (metadata only; nothing is opened).
+    pub async fn count_live_for_user(
+        &self,
+        kind: &str,
+        user_issuer: &str,
+        user_id: &str,
+    ) -> Result<usize, VaultError> {
+        let count = self
+            .guarded(self.store.count_live_for_user(kind, user_issuer, user_id))
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(usize::MAX))
+    }
+
     /// The owners of every record of `kind` (metadata only; nothing is opened).
     pub async fn owners(&self, kind: &str) -> Result<Vec<Owner>, VaultError> {
         Ok(self.guarded(self.store.owners_of_kind(kind)).await?)

@@ -114,6 +114,9 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The advisory-lock key every replica takes before touching the schema.
+const MIGRATION_LOCK: i64 = 7_316_520_001;
+
 /// The channel PostgreSQL notifies on every vault change.
 pub const CHANGE_CHANNEL: &str = "keygate_vault";
 
@@ -412,24 +415,23 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies the migrations this database has not seen, each in its own transaction
-    /// (PostgreSQL: under an advisory lock, so replicas starting together migrate once).
+    /// Applies the migrations this database has not seen, all in one transaction. On
+    /// PostgreSQL that transaction first takes an advisory lock, so every DDL statement (the
+    /// schema table's own included) runs under it: replicas starting together on a fresh
+    /// database migrate once, one after the other, and the later ones find the work done.
     async fn migrate(&self) -> Result<(), StoreError> {
         const CREATE: &str = "CREATE TABLE IF NOT EXISTS keygate_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
         on_pool!(self, |pool| {
             let mut conn = pool.acquire().await?;
-            sqlx::query(CREATE).execute(&mut *conn).await?;
+            let mut tx = conn.begin().await?;
+            if matches!(self, Store::Postgres(_)) {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(CREATE).execute(&mut *tx).await?;
             for migration in MIGRATIONS {
-                let mut tx = conn.begin().await?;
-                let sql = match self {
-                    Store::Sqlite(_) => migration.sqlite,
-                    Store::Postgres(_) => {
-                        sqlx::query("SELECT pg_advisory_xact_lock(7316520001)")
-                            .execute(&mut *tx)
-                            .await?;
-                        migration.postgres
-                    }
-                };
                 let applied: Option<i64> =
                     sqlx::query("SELECT version FROM keygate_schema WHERE version = $1")
                         .bind(migration.version)
@@ -437,18 +439,45 @@ impl Store {
                         .await?
                         .map(|row| row.try_get(0))
                         .transpose()?;
-                if applied.is_none() {
-                    sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                    sqlx::query("INSERT INTO keygate_schema (version, applied_at) VALUES ($1, $2)")
-                        .bind(migration.version)
-                        .bind(now())
-                        .execute(&mut *tx)
-                        .await?;
-                    tracing::info!(version = migration.version, "vault schema migrated");
+                if applied.is_some() {
+                    continue;
                 }
-                tx.commit().await?;
+                let sql = match self {
+                    Store::Sqlite(_) => migration.sqlite,
+                    Store::Postgres(_) => migration.postgres,
+                };
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO keygate_schema (version, applied_at) VALUES ($1, $2)")
+                    .bind(migration.version)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                tracing::info!(version = migration.version, "vault schema migrated");
             }
+            tx.commit().await?;
             Ok(())
+        })
+    }
+
+    /// How many unexpired records of `kind` belong to one user (across workloads).
+    pub async fn count_live_for_user(
+        &self,
+        kind: &str,
+        user_issuer: &str,
+        user_id: &str,
+    ) -> Result<i64, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT COUNT(*) FROM vault_entries WHERE kind = $1 AND user_issuer = $2 \
+                 AND user_id = $3 AND (expires_at IS NULL OR expires_at > $4)",
+            )
+            .bind(kind)
+            .bind(user_issuer)
+            .bind(user_id)
+            .bind(now())
+            .fetch_one(pool)
+            .await?;
+            Ok(row.try_get::<i64, _>(0)?)
         })
     }
 

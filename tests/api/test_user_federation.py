@@ -14,12 +14,12 @@ from helpers import RETURN_URL, client_error, jwt_claims, query_of
 SESSION_URI = re.compile(r"urn:ietf:params:oauth:request_uri:[a-zA-Z0-9-._~]+")
 
 
-def request_token(dp, wat: str, **extra) -> dict:
+def request_token(dp, wat: str, scopes=("openid",), **extra) -> dict:
     """GetResourceOauth2Token for the config's `idp` provider (the OpenID provider's web client)."""
     return dp.get_resource_oauth2_token(
         workloadIdentityToken=wat,
         resourceCredentialProviderName="idp",
-        scopes=["openid"],
+        scopes=list(scopes),
         oauth2Flow="USER_FEDERATION",
         **extra,
     )
@@ -293,3 +293,31 @@ def test_a_session_of_a_deleted_workload_cannot_be_completed(cp, dp, browser, wa
     # Recreated under the same name: nothing of the old session reaches it.
     cp.create_workload_identity(name=name, allowedResourceOauth2ReturnUrls=[RETURN_URL])
     assert_in_progress(request_token(dp, wat(workload=name, user_id=user)))
+
+
+def test_openid_with_resource_scopes_consents_once(dp, browser, wat, user):
+    """Asked for `openid offline_access tools`, the provider (resource indicators on, as real
+    providers behave) echoes only `tools`: the completed consent must serve the poll and every
+    later request for the same scopes, with no second consent."""
+    scopes = ["openid", "offline_access", "tools"]
+    token = wat(user_id=user)
+    started = request_token(dp, token, resourceOauth2ReturnUrl=RETURN_URL, scopes=scopes)
+    assert_in_progress(started)
+    session_uri = started["sessionUri"]
+    browser.drive(started["authorizationUrl"], login=user)
+    dp.complete_resource_token_auth(sessionUri=session_uri, userIdentifier={"userId": user})
+
+    done = request_token(
+        dp, token, resourceOauth2ReturnUrl=RETURN_URL, sessionUri=session_uri, scopes=scopes
+    )
+    access_token = done.get("accessToken")
+    assert access_token, done
+    claims = jwt_claims(access_token)
+    assert claims["sub"] == user
+    assert "openid" not in claims.get("scope", "").split(), claims
+    for _ in range(3):
+        again = request_token(dp, token, resourceOauth2ReturnUrl=RETURN_URL, scopes=scopes)
+        assert again.get("accessToken") == access_token, again
+    # A subset of what was consented to is served too.
+    subset = request_token(dp, token, resourceOauth2ReturnUrl=RETURN_URL, scopes=["tools"])
+    assert subset.get("accessToken") == access_token, subset

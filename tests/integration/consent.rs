@@ -18,12 +18,38 @@ pub(crate) struct Setup {
     _dir: tempfile::TempDir,
 }
 
+impl Setup {
+    /// A setup around a gateway the test configured itself.
+    pub(crate) fn around(
+        gw: TestGateway,
+        provider: OidcProvider,
+        upstream: Upstream,
+        dir: tempfile::TempDir,
+    ) -> Setup {
+        Setup {
+            gw,
+            provider,
+            upstream,
+            _dir: dir,
+        }
+    }
+}
+
 async fn setup() -> Setup {
     setup_with(600, false).await.0
 }
 
 /// A gateway and provider; with `shim`, the token endpoint is reached through a counting shim.
 pub(crate) async fn setup_with(access_ttl: u64, shim: bool) -> (Setup, Option<CountingShim>) {
+    setup_scoped(access_ttl, shim, r#"["tools", "offline_access"]"#).await
+}
+
+/// As [`setup_with`], the `/docs/` routes asking for `scopes` (a TOML array).
+pub(crate) async fn setup_scoped(
+    access_ttl: u64,
+    shim: bool,
+    scopes: &str,
+) -> (Setup, Option<CountingShim>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -71,7 +97,7 @@ workload = "agent-one"
 [routes.credential]
 provider = "docs"
 flow = "user_federation"
-scopes = ["tools", "offline_access"]
+scopes = {scopes}
 return_url = "{RETURN_URL}"
 
 [[routes]]
@@ -82,7 +108,7 @@ workload = "agent-one"
 [routes.credential]
 provider = "docs"
 flow = "user_federation"
-scopes = ["tools", "offline_access"]
+scopes = {scopes}
 return_url = "{RETURN_URL}"
 force_authentication = true
 "#,

@@ -32,7 +32,7 @@ const REGION: &str = "us-west-2";
 const ACCESS_KEY_ID: &str = "AKIDKEYGATEREPLICAS";
 const API_SECRET: &str = "replicas-sigv4-secret-0123456789";
 const WORKLOAD: &str = "agent-one";
-const NAMES: [&str; 3] = ["A", "B", "C"];
+const NAMES: [&str; 5] = ["A", "B", "C", "D", "E"];
 const A: usize = 0;
 const B: usize = 1;
 const C: usize = 2;
@@ -40,7 +40,7 @@ const C: usize = 2;
 /// The replica tests run one at a time: each starts three keygate processes, a Node process
 /// and a burst of requests, and the timing requirements (1 s) are about keygate, not about
 /// how many other fleets share the two cores.
-static ONE_FLEET_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_FLEET_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -57,41 +57,46 @@ fn unix_now() -> i64 {
 // --- The fleet -----------------------------------------------------------------------------------
 
 /// Ports chosen before anything starts (the provider must know B's callback URL).
-struct Ports {
-    listen: [u16; 3],
-    admin: [u16; 3],
+pub(crate) struct Ports {
+    listen: Vec<u16>,
+    admin: Vec<u16>,
 }
 
 impl Ports {
     fn pick() -> Ports {
+        Ports::pick_n(3)
+    }
+
+    /// Ports for `n` replicas (at most five).
+    pub(crate) fn pick_n(n: usize) -> Ports {
         Ports {
-            listen: [free_port(), free_port(), free_port()],
-            admin: [free_port(), free_port(), free_port()],
+            listen: (0..n).map(|_| free_port()).collect(),
+            admin: (0..n).map(|_| free_port()).collect(),
         }
     }
 
     /// All replicas sit "behind one load balancer" whose address is replica B's.
-    fn public_url(&self) -> String {
+    pub(crate) fn public_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.listen[B])
     }
 
-    fn callback(&self) -> String {
+    pub(crate) fn callback(&self) -> String {
         format!("{}/identities/oauth2/callback", self.public_url())
     }
 }
 
 #[derive(Clone)]
-struct Replica {
-    name: &'static str,
+pub(crate) struct Replica {
+    pub(crate) name: &'static str,
     /// `127.0.0.1:PORT` of the proxy and identity API.
-    addr: String,
+    pub(crate) addr: String,
     admin: String,
     config: PathBuf,
     log: PathBuf,
 }
 
 impl Replica {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
@@ -102,8 +107,8 @@ impl Replica {
 
 /// Three `keygate serve` processes over one store. Dropping it kills them; when the test is
 /// failing, their logs are printed first.
-struct Fleet {
-    replicas: Vec<Replica>,
+pub(crate) struct Fleet {
+    pub(crate) replicas: Vec<Replica>,
     children: Vec<Option<std::process::Child>>,
     store: String,
     key_file: PathBuf,
@@ -115,6 +120,35 @@ impl Fleet {
     /// A first (it creates the key file, runs the migrations and makes the signing key), then
     /// B and C together.
     async fn start(ports: &Ports, store: &str, body: &str) -> Fleet {
+        let mut fleet = Fleet::prepare(ports, store, body);
+        fleet.spawn(A);
+        fleet.wait_ready(A).await;
+        assert!(
+            fleet.key_file.exists(),
+            "replica A did not create the key file"
+        );
+        fleet.spawn(B);
+        fleet.spawn(C);
+        fleet.wait_ready(B).await;
+        fleet.wait_ready(C).await;
+        fleet
+    }
+
+    /// Starts every replica at the same instant, as Kubernetes does with a new deployment: no
+    /// key file, no schema, no signing key yet. Waits until all are ready.
+    pub(crate) async fn start_together(ports: &Ports, store: &str, body: &str) -> Fleet {
+        let mut fleet = Fleet::prepare(ports, store, body);
+        for i in 0..fleet.replicas.len() {
+            fleet.spawn(i);
+        }
+        for i in 0..fleet.replicas.len() {
+            fleet.wait_ready(i).await;
+        }
+        fleet
+    }
+
+    /// Writes one config per replica without starting any.
+    fn prepare(ports: &Ports, store: &str, body: &str) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("vault.key");
         let secret_file = dir.path().join("api-secret");
@@ -128,7 +162,7 @@ impl Fleet {
             key_file: key_file.clone(),
             dir,
         };
-        for (i, name) in NAMES.iter().enumerate() {
+        for (i, name) in NAMES.iter().take(ports.listen.len()).enumerate() {
             let folder = fleet.dir.path();
             let config = folder.join(format!("replica-{name}.toml"));
             let toml = format!(
@@ -170,16 +204,6 @@ secret_access_key = "file:{secret}"
             });
             fleet.children.push(None);
         }
-        fleet.spawn(A);
-        fleet.wait_ready(A).await;
-        assert!(
-            fleet.key_file.exists(),
-            "replica A did not create the key file"
-        );
-        fleet.spawn(B);
-        fleet.spawn(C);
-        fleet.wait_ready(B).await;
-        fleet.wait_ready(C).await;
         fleet
     }
 
@@ -228,7 +252,7 @@ secret_access_key = "file:{secret}"
         }
     }
 
-    fn r(&self, i: usize) -> &Replica {
+    pub(crate) fn r(&self, i: usize) -> &Replica {
         &self.replicas[i]
     }
 
@@ -253,7 +277,7 @@ secret_access_key = "file:{secret}"
     }
 
     /// The test's own view of the shared vault (same store, same key).
-    async fn open_vault(&self) -> Arc<Vault> {
+    pub(crate) async fn open_vault(&self) -> Arc<Vault> {
         Vault::open(
             &VaultConfig {
                 store: self.store.clone(),
@@ -291,7 +315,7 @@ impl Drop for Fleet {
 
 /// Workload `agent-one`, the OAuth provider `docs` (the oidc-provider's web client) reached
 /// through `endpoints`, and the 3LO route `/docs/` to `upstream`.
-fn oauth_body(upstream: &str, endpoints: &str) -> String {
+pub(crate) fn oauth_body(upstream: &str, endpoints: &str) -> String {
     format!(
         r#"[[workloads]]
 name = "{WORKLOAD}"
@@ -326,6 +350,8 @@ struct Env {
     provider: OidcProvider,
     upstream: Upstream,
     _provider_dir: tempfile::TempDir,
+    /// Dropped last, once the replicas are gone.
+    _database: Option<crate::vault::TestDatabase>,
 }
 
 impl Env {
@@ -335,9 +361,12 @@ impl Env {
         let provider =
             OidcProvider::start_with(provider_dir.path(), &[&ports.callback()], 600).await;
         let upstream = Upstream::start().await;
-        let store = match store {
-            Some(store) => store,
-            None => fresh_postgres().await,
+        let (store, database) = match store {
+            Some(store) => (store, None),
+            None => {
+                let database = fresh_postgres().await;
+                (database.url.clone(), Some(database))
+            }
         };
         let endpoints = format!("discovery_url = \"{}\"", provider.discovery_url());
         let fleet = Fleet::start(&ports, &store, &oauth_body(&upstream.url(), &endpoints)).await;
@@ -346,6 +375,7 @@ impl Env {
             provider,
             upstream,
             _provider_dir: provider_dir,
+            _database: database,
         }
     }
 }
@@ -361,7 +391,11 @@ fn credential() -> ApiCredential {
 
 /// An identity API call to `replica`, signed with SigV4 for the host:port it is sent to.
 /// Bounded by 20 s: a call that hangs fails the test.
-async fn api(replica: &Replica, path: &str, body: &Value) -> (StatusCode, HeaderMap, String) {
+pub(crate) async fn api(
+    replica: &Replica,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, HeaderMap, String) {
     let bytes = body.to_string().into_bytes();
     let mut request = Request::post(replica.url(path)).header("content-type", "application/json");
     for (name, value) in keygate::identity_api::sigv4::sign(
@@ -401,7 +435,7 @@ fn aws_error_type(headers: &HeaderMap, body: &str) -> String {
 }
 
 /// GetWorkloadAccessTokenForUserId on `replica`.
-async fn workload_token(replica: &Replica, user: &str) -> String {
+pub(crate) async fn workload_token(replica: &Replica, user: &str) -> String {
     let (status, _, body) = api(
         replica,
         "/identities/GetWorkloadAccessTokenForUserId",
@@ -419,7 +453,7 @@ async fn workload_token(replica: &Replica, user: &str) -> String {
 }
 
 /// GET /docs/pages through `replica`'s proxy with a workload access token (bounded by 20 s).
-async fn docs(replica: &Replica, token: &str) -> (StatusCode, HeaderMap, String) {
+pub(crate) async fn docs(replica: &Replica, token: &str) -> (StatusCode, HeaderMap, String) {
     match tokio::time::timeout(
         Duration::from_secs(20),
         get_auth(&replica.url("/docs/pages"), token),
@@ -435,7 +469,7 @@ async fn docs(replica: &Replica, token: &str) -> (StatusCode, HeaderMap, String)
 }
 
 /// The `Authorization` the upstream received, after checking it is `user`'s own token.
-fn upstream_bearer(body: &str, user: &str) -> String {
+pub(crate) fn upstream_bearer(body: &str, user: &str) -> String {
     let bearer = seen(body)
         .header("authorization")
         .unwrap_or_else(|| panic!("the upstream got no Authorization: {body}"))
@@ -902,6 +936,7 @@ async fn one_refresh_across_the_fleet() {
         provider,
         upstream,
         _provider_dir: provider_dir,
+        _database: Some(store),
     };
     let fleet = &env.fleet;
 
@@ -1154,7 +1189,7 @@ async fn postgres_outage() {
     let mut forwarder = Forwarder::start(SocketAddr::from(([127, 0, 0, 1], 5432))).await;
     let direct = fresh_postgres().await;
     let store = direct.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", forwarder.port));
-    assert_ne!(store, direct);
+    assert_ne!(store, direct.url);
     let env = Env::start(Some(store)).await;
     let fleet = &env.fleet;
 

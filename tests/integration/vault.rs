@@ -11,8 +11,9 @@ use sqlx::Connection;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// A fresh PostgreSQL database for one test; fails loudly without PostgreSQL.
-pub async fn fresh_postgres() -> String {
+/// A fresh PostgreSQL database for one test; fails loudly without PostgreSQL. Dropped (with
+/// any connection still open to it) when the value is.
+pub async fn fresh_postgres() -> TestDatabase {
     let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL)
         .await
         .unwrap_or_else(|e| {
@@ -23,12 +24,54 @@ pub async fn fresh_postgres() -> String {
         .execute(&mut admin)
         .await
         .unwrap();
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
+    TestDatabase {
+        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        name,
+    }
+}
+
+/// A database that lives as long as its test.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl std::ops::Deref for TestDatabase {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await, and may run inside a runtime: a thread of its own does it.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
 }
 
 struct Backend {
     store: String,
     dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
 }
 
 impl Backend {
@@ -37,13 +80,16 @@ impl Backend {
         Backend {
             store: format!("sqlite://{}/keygate.db", dir.path().display()),
             dir,
+            _database: None,
         }
     }
 
     async fn postgres() -> Backend {
+        let database = fresh_postgres().await;
         Backend {
-            store: fresh_postgres().await,
+            store: database.url.clone(),
             dir: tempfile::tempdir().unwrap(),
+            _database: Some(database),
         }
     }
 
@@ -109,6 +155,7 @@ pub fn tokens(access: &str) -> Credential {
         refresh_token: Some(format!("refresh-{access}").into()),
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into(), "write".into()],
+        requested: vec!["read".into(), "write".into()],
     })
 }
 
@@ -504,8 +551,9 @@ async fn readiness_follows_the_vault_store_and_recovers_by_itself() {
     let url = fresh_postgres().await;
     let db = url.rsplit('/').next().unwrap().to_string();
     let toml = format!(
-        "{}[vault]\nstore = \"{url}\"\n",
-        crate::common::server_block()
+        "{}[vault]\nstore = \"{}\"\n",
+        crate::common::server_block(),
+        url.url
     );
     let gw = crate::common::TestGateway::start(&toml).await;
     let readyz = format!("http://{}/readyz", gw.admin);
@@ -648,4 +696,23 @@ async fn a_raw_session_idle_on_the_lock_is_ended_and_the_lock_taken_over() {
         .expect("an idle session kept the lock past the waiter's wait");
     lock.release().await;
     drop(holder);
+}
+
+#[tokio::test]
+async fn a_test_database_is_dropped_with_its_test() {
+    let database = fresh_postgres().await;
+    // A connection still open (as a replica's would be) does not keep it alive.
+    let _open = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let name = database.url.rsplit('/').next().unwrap().to_string();
+    let exists = |name: String| async move {
+        let mut admin = sqlx::PgConnection::connect(PG_ADMIN_URL).await.unwrap();
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap()
+    };
+    assert_eq!(exists(name.clone()).await, 1);
+    drop(database);
+    assert_eq!(exists(name).await, 0, "the test database outlived its test");
 }
