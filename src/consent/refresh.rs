@@ -24,9 +24,6 @@ pub enum RefreshError {
     Vault(VaultError),
 }
 
-/// A vaulted user token this close to expiry is refreshed (or, without a refresh token, not used).
-pub const EXPIRY_MARGIN_SECS: i64 = 60;
-
 /// Refreshes the entry: because it is near expiry, or (`rejected`) because the resource server
 /// refused that access token before its time.
 pub async fn refresh(
@@ -66,9 +63,7 @@ async fn refresh_locked(
     // Someone refreshed it while we waited.
     let still_current = match rejected {
         Some(rejected) => tokens.access_token.expose_secret() == rejected,
-        None => tokens
-            .expires_at
-            .is_some_and(|at| at <= store::now() + EXPIRY_MARGIN_SECS),
+        None => tokens.due_for_refresh(store::now()),
     };
     if !still_current {
         return Ok(Arc::new(tokens.access_token.clone()));
@@ -111,6 +106,9 @@ async fn refresh_locked(
                     crate::providers::scopes::parse_granted,
                 ),
                 requested: tokens.requested.clone(),
+                lifetime_secs: response
+                    .expires_in
+                    .map(crate::vault::credential::lifetime_secs),
             };
             // Stored before use: a rotated refresh token is never lost.
             let expires_at = renewed.expires_at;

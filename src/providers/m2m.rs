@@ -46,10 +46,7 @@ impl<'a> Grant<'a> {
     }
 }
 
-/// Seconds before expiry at which a token is replaced: a minute, or a quarter of a short life.
-fn refresh_margin(lifetime: i64) -> i64 {
-    (lifetime / 4).clamp(0, 60)
-}
+use crate::vault::credential::refresh_margin;
 
 /// The vaulted token, while it may still be used (its vaulted expiry is its use-until time).
 fn usable(stored: Option<&Credential>) -> Option<SecretString> {
@@ -198,6 +195,7 @@ impl M2mTokens {
             expires_at: Some(store::now() + lifetime - refresh_margin(lifetime)),
             scopes: granted,
             requested: grant.scopes.to_vec(),
+            lifetime_secs: None,
         });
         vault.put(owner, &credential).await?;
         tracing::debug!(provider = %client.provider, workload = %owner.workload, "fetched an M2M token");
