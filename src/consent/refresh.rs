@@ -33,6 +33,16 @@ pub async fn refresh(
     request_id: &str,
     rejected: Option<&str>,
 ) -> Result<Arc<SecretString>, RefreshError> {
+    // A refresh that failed moments ago is not tried again yet (a provider refusing or down is
+    // not called once per request).
+    if let Err(cooling) = client.cooldown.check(&client.provider, owner) {
+        state
+            .metrics()
+            .token_requests_total
+            .with_label_values(&[client.provider.as_str(), "refresh_token", cooling.result()])
+            .inc();
+        return Err(RefreshError::Provider(cooling));
+    }
     // One refresh per token across the fleet: replicas take turns, and whoever comes second
     // finds the refreshed token below and uses it.
     let lock = state
@@ -72,6 +82,10 @@ async fn refresh_locked(
         return Err(RefreshError::ConsentNeeded);
     };
     let result = client.refresh(refresh_token.expose_secret()).await;
+    // `invalid_grant` is settled below (the entry goes, consent is asked); other failures cool.
+    if !matches!(&result, Err(ProviderError::Refused { error, .. }) if error == "invalid_grant") {
+        client.cooldown.record(owner, &result);
+    }
     let label = match &result {
         Ok(_) => "success",
         Err(e) => e.result(),

@@ -127,9 +127,9 @@ impl From<&VaultError> for ApiError {
 impl From<&ProviderError> for ApiError {
     fn from(error: &ProviderError) -> Self {
         match error {
-            ProviderError::Refused { .. } | ProviderError::NoToken { .. } => {
-                ApiError::Unavailable(error.to_string())
-            }
+            ProviderError::Refused { .. }
+            | ProviderError::NoToken { .. }
+            | ProviderError::CoolingDown { .. } => ApiError::Unavailable(error.to_string()),
             ProviderError::Unreachable { provider, .. } => {
                 ApiError::Unavailable(format!("credential provider {provider} cannot be reached"))
             }

@@ -144,6 +144,16 @@ impl M2mTokens {
         fetched
     }
 
+    fn count(&self, client: &OAuthClient, error: &ProviderError) {
+        self.token_requests
+            .with_label_values(&[
+                client.provider.as_str(),
+                "client_credentials",
+                error.result(),
+            ])
+            .inc();
+    }
+
     /// One fetch per token across the fleet: under the vault's lock, whoever comes second finds
     /// the first one's token in the vault.
     async fn fetch(
@@ -153,6 +163,10 @@ impl M2mTokens {
         owner: &Owner,
         grant: Grant<'_>,
     ) -> Result<SecretString, CredentialError> {
+        if let Err(cooling) = client.cooldown.check(&client.provider, owner) {
+            self.count(client, &cooling);
+            return Err(cooling.into());
+        }
         let lock = vault.lock(owner).await?;
         let result = self.fetch_locked(vault, client, owner, grant).await;
         lock.release().await;
@@ -173,6 +187,7 @@ impl M2mTokens {
         let response = client
             .client_credentials_for(grant.scopes, grant.resources, grant.audiences)
             .await;
+        client.cooldown.record(owner, &response);
         let result = match &response {
             Ok(_) => "success",
             Err(e) => e.result(),

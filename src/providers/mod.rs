@@ -2,6 +2,7 @@
 //! custom endpoints or discovery; [`oauth`]) and static API keys, compiled from the config, plus
 //! the machine-to-machine token cache ([`m2m`]).
 
+pub mod cooldown;
 pub mod m2m;
 pub mod oauth;
 pub mod scopes;
@@ -36,6 +37,8 @@ pub enum ProviderError {
     NoToken { provider: String },
     #[error("provider {provider}: {message}")]
     Config { provider: String, message: String },
+    #[error("provider {provider} failed moments ago; not asking again yet")]
+    CoolingDown { provider: String },
 }
 
 impl ProviderError {
@@ -52,6 +55,7 @@ impl ProviderError {
             ProviderError::Refused { .. } => "refused",
             ProviderError::Unreachable { .. } => "unreachable",
             ProviderError::NoToken { .. } | ProviderError::Config { .. } => "error",
+            ProviderError::CoolingDown { .. } => "cooldown",
         }
     }
 }

@@ -21,6 +21,7 @@ mod limits;
 mod metrics_start;
 mod oidc;
 mod oidc_interop;
+mod provider_cooldown;
 mod proxy;
 mod replicas;
 mod small_fs;
