@@ -35,6 +35,28 @@ pub enum Outcome {
     Error,
 }
 
+/// The user an audited action was for. A user named by id (through the identity API) is written
+/// as that id, a string; a JWT user as an object `{"issuer": ..., "id": ...}`. Any string can be
+/// a user id (`http://idp.example#alice` too), so only the type tells them apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum AuditUser {
+    Id(String),
+    Jwt { issuer: String, id: String },
+}
+
+impl From<&crate::inbound::UserId> for AuditUser {
+    fn from(user: &crate::inbound::UserId) -> Self {
+        match &user.issuer {
+            Some(issuer) => AuditUser::Jwt {
+                issuer: issuer.clone(),
+                id: user.id.clone(),
+            },
+            None => AuditUser::Id(user.id.clone()),
+        }
+    }
+}
+
 /// One audited action.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,7 +65,7 @@ pub struct AuditEvent {
     pub event: &'static str,
     pub request_id: String,
     pub workload: Option<String>,
-    pub user: Option<String>,
+    pub user: Option<AuditUser>,
     pub provider: Option<String>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,10 +94,7 @@ impl AuditEvent {
     }
 
     pub fn user(mut self, user: Option<&crate::inbound::UserId>) -> Self {
-        self.user = user.map(|u| match &u.issuer {
-            Some(issuer) => format!("{issuer}#{}", u.id),
-            None => u.id.clone(),
-        });
+        self.user = user.map(AuditUser::from);
         self
     }
 
@@ -383,10 +402,31 @@ mod tests {
         ] {
             assert!(line.get(key).is_some(), "{key} missing in {line}");
         }
-        assert_eq!(line["user"], "https://idp#alice");
+        assert_eq!(
+            line["user"],
+            serde_json::json!({ "issuer": "https://idp", "id": "alice" })
+        );
         assert_eq!(line["outcome"], "success");
         assert!(line.get("reason").is_none());
         assert!(humantime::parse_rfc3339(line["time"].as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_jwt_user_and_a_user_id_are_never_written_alike() {
+        let line = |issuer: Option<&str>, id: &str| {
+            let user = crate::inbound::UserId {
+                issuer: issuer.map(str::to_string),
+                id: id.to_string(),
+            };
+            let event = AuditEvent::new("E", "r", Outcome::Success).user(Some(&user));
+            serde_json::to_value(&event).unwrap()["user"].clone()
+        };
+        let jwt_user = line(Some("http://idp.example"), "alice");
+        let id_user = line(None, "http://idp.example#alice");
+        assert_ne!(jwt_user, id_user);
+        assert_eq!(id_user, "http://idp.example#alice");
+        assert_eq!(jwt_user["issuer"], "http://idp.example");
+        assert_eq!(jwt_user["id"], "alice");
     }
 
     #[tokio::test]

@@ -24,6 +24,9 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("no route matches")]
     NoRoute,
+    /// `TRACE`: an upstream that echoes the request would hand the injected credential back.
+    #[error("method {0} is not forwarded")]
+    MethodNotAllowed(http::Method),
     #[error("caller not accepted: {0}")]
     Auth(#[from] AuthError),
     #[error("vault unavailable: {0}")]
@@ -52,6 +55,7 @@ impl ProxyError {
                 "bad_request"
             }
             ProxyError::NoRoute => "no_route",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::Auth(AuthError::Missing) => "unauthorized",
             ProxyError::Auth(e) if e.is_forbidden() => "insufficient_scope",
             ProxyError::Auth(_) => "invalid_token",
@@ -72,6 +76,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ProxyError::Auth(_) => StatusCode::UNAUTHORIZED,
             ProxyError::VaultUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,6 +94,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(reason) => reason,
             ProxyError::NoRoute => "no route matches this request",
+            ProxyError::MethodNotAllowed(_) => "keygate does not forward this method",
             ProxyError::Auth(AuthError::Missing) => "a Bearer token is required",
             ProxyError::Auth(AuthError::MultipleCredentials) => {
                 "present exactly one credential, in the Authorization header"
@@ -149,6 +155,11 @@ impl ProxyError {
             return response;
         }
         let mut response = json_response(self.status(), &body);
+        if let ProxyError::MethodNotAllowed(_) = &self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -158,6 +169,9 @@ impl ProxyError {
         response
     }
 }
+
+/// What the proxy forwards: every method but `TRACE` (and `CONNECT`, which has no path).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// A JSON response with the given status.
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

@@ -11,6 +11,7 @@
 //! - [`proxy`]: route matching, path normalisation, header rewriting, forwarding.
 //! - [`error`]: the proxy's own responses, produced in one place.
 //! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
+//! - [`logging`]: log lines on stderr, control characters escaped.
 //! - [`tls`]: rustls configs and development certificates.
 //! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
 //! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
@@ -28,6 +29,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod identity_api;
 pub mod inbound;
+pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

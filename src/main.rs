@@ -182,16 +182,10 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    keygate::logging::init(match format {
+        LogFormat::Text => keygate::logging::LogFormat::Text,
+        LogFormat::Json => keygate::logging::LogFormat::Json,
+    });
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -17,6 +17,12 @@ pub async fn dispatch(
     conn: ConnInfo,
 ) -> Response<Body> {
     let path = request.uri().path();
+    // The proxy checks this in its own first phase (counted and logged with the request).
+    if is_reserved(path)
+        && let Err(error) = proxy::host::check(request.headers(), request.uri())
+    {
+        return error.into_response();
+    }
     if path == "/.well-known/jwks.json" {
         return json_response(StatusCode::OK, &state.workload_tokens().jwks());
     }

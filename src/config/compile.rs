@@ -672,7 +672,9 @@ impl Checker {
             );
         }
         let client_auth = match raw.client_auth.as_deref() {
-            None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
+            // Unset: the way the vendor's documentation authenticates clients.
+            None => crate::providers::vendors::dialect(&vendor).client_auth,
+            Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
             Some("client_secret_post") => ClientAuth::ClientSecretPost,
             Some(other) => {
                 self.error(
@@ -912,7 +914,16 @@ impl Checker {
                     None
                 }
                 Some(u) => Some(u.clone()),
-                None => allowed.first().cloned(),
+                None => {
+                    let first = allowed.first().cloned();
+                    if first.is_none() {
+                        self.error(
+                            format!("{key}.flow"),
+                            "flow = \"user_federation\" needs `return_url` (where the browser goes after consent), or a `workload` with allowed_return_urls",
+                        );
+                    }
+                    first
+                }
             }
         } else {
             if raw.return_url.is_some() {
@@ -930,6 +941,7 @@ impl Checker {
             );
         }
         let injection = self.injection(key, raw, flow);
+        let pass_headers = self.pass_headers(key, &raw.pass_headers, &injection);
         Some(CredentialConfig {
             provider: raw.provider.clone(),
             flow,
@@ -937,7 +949,45 @@ impl Checker {
             return_url,
             force_authentication: raw.force_authentication,
             injection,
+            pass_headers,
         })
+    }
+
+    /// `pass_headers`: each a header keygate would otherwise drop on a credential route, and
+    /// never the header the credential goes in.
+    fn pass_headers(
+        &mut self,
+        key: &str,
+        raw: &[String],
+        injection: &Injection,
+    ) -> Vec<HeaderName> {
+        let mut names = Vec::with_capacity(raw.len());
+        for header in raw {
+            let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
+                self.error(
+                    format!("{key}.pass_headers"),
+                    format!("`{header}` is not a valid header name"),
+                );
+                continue;
+            };
+            if matches!(injection, Injection::Header { name: injected, .. } if *injected == name) {
+                self.error(
+                    format!("{key}.pass_headers"),
+                    format!("`{header}` is where this route's credential goes"),
+                );
+            } else if !crate::proxy::headers::is_client_credential(&name) {
+                self.error(
+                    format!("{key}.pass_headers"),
+                    format!(
+                        "`{header}` is not a header keygate drops on credential routes (those are: {})",
+                        crate::proxy::headers::CLIENT_CREDENTIAL_HEADERS.join(", ")
+                    ),
+                );
+            } else {
+                names.push(name);
+            }
+        }
+        names
     }
 
     fn injection(&mut self, key: &str, raw: &RawCredential, flow: Flow) -> Injection {

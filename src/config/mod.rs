@@ -207,6 +207,9 @@ pub struct CredentialConfig {
     pub return_url: Option<String>,
     pub force_authentication: bool,
     pub injection: Injection,
+    /// Client headers of `proxy::headers::CLIENT_CREDENTIAL_HEADERS` that still reach the
+    /// upstream on this route (`pass_headers`).
+    pub pass_headers: Vec<HeaderName>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

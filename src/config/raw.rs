@@ -167,4 +167,7 @@ pub struct RawCredential {
     pub header: Option<String>,
     pub format: Option<String>,
     pub query_param: Option<String>,
+    /// Client headers this route lets through although they could carry a credential.
+    #[serde(default)]
+    pub pass_headers: Vec<String>,
 }

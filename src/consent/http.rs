@@ -1,7 +1,9 @@
 //! The browser-facing endpoints of the consent flow: `GET /identities/oauth2/authorize` (to the
 //! provider) and `GET /identities/oauth2/callback` (back from it, on to the app's return URL).
 //! Both answer 302, or 400 with the contract's JSON error when the session is unknown, expired
-//! or already used.
+//! or already used. Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
+//! no-store`: these URLs hold a session reference, a code and a state, and neither the next page
+//! (the app at the return URL, the provider) nor a cache may keep them.
 
 use std::sync::Arc;
 
@@ -70,7 +72,26 @@ fn refused(error: &ConsentError) -> Response<Body> {
     )
 }
 
+/// The headers every consent answer carries (see the module comment).
+fn private(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 pub async fn authorize(state: &AppState, query: Option<&str>) -> Response<Body> {
+    private(answer_authorize(state, query).await)
+}
+
+pub async fn callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Response<Body> {
+    private(answer_callback(state, query, peer).await)
+}
+
+async fn answer_authorize(state: &AppState, query: Option<&str>) -> Response<Body> {
     let runtime = state.runtime();
     let Some(request_uri) = query_value(query, "request_uri") else {
         return refused(&ConsentError::UnknownSession);
@@ -91,7 +112,7 @@ pub async fn authorize(state: &AppState, query: Option<&str>) -> Response<Body> 
     }
 }
 
-pub async fn callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Response<Body> {
+async fn answer_callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Response<Body> {
     let runtime = state.runtime();
     let Some(session_state) = query_value(query, "state") else {
         return refused(&ConsentError::UnknownSession);

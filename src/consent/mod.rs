@@ -359,14 +359,11 @@ pub async fn authorization_redirect(
                 &URL_SAFE_NO_PAD.encode(challenge.as_ref()),
             )
             .append_pair("code_challenge_method", "S256");
-        if !session.scopes.is_empty() {
-            query.append_pair("scope", &session.scopes.join(" "));
-        }
-        // Providers issue refresh tokens for offline_access only after an explicit consent.
-        if session.scopes.iter().any(|s| s == "offline_access") {
-            query.append_pair("prompt", "consent");
-        }
-        for (name, value) in &session.custom_parameters {
+        // The scopes as the vendor spells them, what it needs to issue a refresh token, and the
+        // caller's customParameters (never in place of the vendor's own).
+        let parameters =
+            client.authorization_parameters(&session.scopes, &session.custom_parameters);
+        for (name, value) in &parameters {
             query.append_pair(name, value);
         }
     }

@@ -15,6 +15,7 @@
 pub mod access_tokens;
 pub mod credential_providers;
 pub mod error;
+pub mod replay;
 pub mod resource_credentials;
 pub mod sigv4;
 pub mod token_vault;
@@ -333,6 +334,37 @@ pub async fn handle(
         tracing::info!(request_id, operation = operation.name(), %refusal, "identity API call refused");
         return refuse(ApiError::AccessDenied(refusal.public_message().to_string()));
     }
+    // A signed request is good for one use (see `replay`): a captured one resent within its
+    // 5 minutes changes nothing and mints nothing.
+    if replay::tracked(operation) {
+        let Some(signature) = sigv4::signature_of(&parts.headers) else {
+            return refuse(ApiError::AccessDenied("unsigned request".into()));
+        };
+        match state
+            .vault()
+            .first_use(signature, sigv4::REPLAY_MEMORY_SECS)
+            .await
+        {
+            Ok(first) if replay::is_replay(first, crate::vault::store::now_ms()) => {
+                tracing::warn!(
+                    request_id,
+                    operation = operation.name(),
+                    "replayed identity API request refused"
+                );
+                let _ = state.audit().record(
+                    AuditEvent::new(operation.name(), &request_id, Outcome::Denied)
+                        .reason(Some("replay"))
+                        .source(conn.peer.ip()),
+                );
+                return ApiError::AccessDenied(
+                    "this signed request was already used: sign every request anew".to_string(),
+                )
+                .into_response(&request_id);
+            }
+            Ok(_) => {}
+            Err(error) => return ApiError::from(&error).into_response(&request_id),
+        }
+    }
     // Authenticated: reserved before anything happens, so the outcome is always written.
     let Ok(slot) = state.audit().reserve() else {
         return ApiError::Unavailable("the audit log is not keeping up; retry later".into())
@@ -372,6 +404,7 @@ pub async fn handle(
         Ok(result) => result,
         Err(_) => Err(ApiError::Internal("the operation panicked".into())),
     };
+
     match result {
         Ok(reply) => respond(reply, &request_id),
         Err(error) => {

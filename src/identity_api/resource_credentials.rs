@@ -244,7 +244,9 @@ async fn vaulted(
 }
 
 /// A poll with `sessionUri`: the token once the session is completed, `IN_PROGRESS` while it
-/// is not, `FAILED` once it failed or expired. Only the session's own workload and user may poll.
+/// is not, `FAILED` once it failed or expired. Only the session's own workload and user may poll
+/// it: anyone else gets `FAILED` too, the answer for a session that does not exist, so polling
+/// cannot tell whether someone else's session exists.
 async fn poll(
     call: &Call,
     client: &Arc<OAuthClient>,
@@ -268,9 +270,11 @@ async fn poll(
         || session.user != consent::SessionUser::from(user)
         || session.provider != client.provider
     {
-        return Err(ApiError::AccessDenied(
-            "the session belongs to another workload, user or provider".to_string(),
-        ));
+        tracing::info!(
+            request_id = call.request_id,
+            "a consent session was polled by another workload, user or provider; answered FAILED"
+        );
+        return failed();
     }
     match session.status {
         Status::Failed { .. } => failed(),

@@ -18,6 +18,10 @@ pub const SERVICE: &str = "bedrock-agentcore";
 /// How far `X-Amz-Date` may be from now, either way.
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
 
+/// How long a used signature is remembered: the whole window in which its `X-Amz-Date` is
+/// accepted (5 minutes either side of now), plus a minute.
+pub const REPLAY_MEMORY_SECS: i64 = 2 * 300 + 60;
+
 /// Why a request's signature was refused. The messages are safe to return: they never
 /// include the secret or the expected signature.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,6 +91,13 @@ struct Authorization<'a> {
     terminator: &'a str,
     signed_headers: Vec<&'a str>,
     signature: &'a str,
+}
+
+/// The signature of a signed request (its `Signature=` value), once [`verify`] accepted it: a
+/// request's identity for replay detection.
+pub fn signature_of(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    parse_authorization(value).ok().map(|auth| auth.signature)
 }
 
 fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error> {

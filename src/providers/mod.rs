@@ -2,6 +2,7 @@
 //! custom endpoints or discovery; [`oauth`]) and static API keys, compiled from the config, plus
 //! the machine-to-machine token cache ([`m2m`]).
 
+mod answer;
 pub mod cooldown;
 pub mod m2m;
 pub mod oauth;
@@ -35,6 +36,11 @@ pub enum ProviderError {
     },
     #[error("provider {provider} answered without an access token")]
     NoToken { provider: String },
+    #[error("provider {provider} gave an unreadable token answer: {reason}")]
+    BadAnswer {
+        provider: String,
+        reason: &'static str,
+    },
     #[error("provider {provider}: {message}")]
     Config { provider: String, message: String },
     #[error("provider {provider} failed moments ago; not asking again yet")]
@@ -54,7 +60,9 @@ impl ProviderError {
         match self {
             ProviderError::Refused { .. } => "refused",
             ProviderError::Unreachable { .. } => "unreachable",
-            ProviderError::NoToken { .. } | ProviderError::Config { .. } => "error",
+            ProviderError::NoToken { .. }
+            | ProviderError::BadAnswer { .. }
+            | ProviderError::Config { .. } => "error",
             ProviderError::CoolingDown { .. } => "cooldown",
         }
     }

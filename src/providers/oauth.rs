@@ -1,19 +1,21 @@
 //! An OAuth 2.0 client for one credential provider: endpoints from a vendor preset, explicit
-//! config or discovery (fetched once, on first need), client authentication by
-//! `client_secret_basic` or `client_secret_post`, and token responses read as JSON (or
-//! form-encoded, as GitHub answers unless asked for JSON), including Slack's nested user token.
+//! config or discovery (fetched once, on first need), the vendor's authorization parameters,
+//! client authentication by `client_secret_basic` or `client_secret_post`, token requests as a
+//! form (or JSON, for Notion), and answers read strictly in the vendor's dialect ([`answer`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{Request, header};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use url::Url;
 use url::form_urlencoded;
 
 use super::ProviderError;
-use super::vendors::{self, Preset};
+pub use super::answer::TokenResponse;
+use super::answer::{self, AnswerError};
+use super::vendors::{self, Dialect, Preset};
 use crate::body;
 use crate::config::{ClientAuth, OAuth2Provider};
 use crate::fetch;
@@ -24,16 +26,6 @@ use crate::proxy::upstream::UpstreamClient;
 pub struct Endpoints {
     pub authorization: Option<Url>,
     pub token: Url,
-}
-
-/// A token endpoint's answer.
-#[derive(Debug)]
-pub struct TokenResponse {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
-    pub expires_in: Option<u64>,
-    /// Granted scopes, when the provider says (space-separated).
-    pub scope: Option<String>,
 }
 
 pub struct OAuthClient {
@@ -62,6 +54,20 @@ impl OAuthClient {
 
     pub fn client_id(&self) -> &str {
         &self.config.client_id
+    }
+
+    fn dialect(&self) -> Dialect {
+        vendors::dialect(&self.config.vendor)
+    }
+
+    /// The authorization URL's scope parameter, the vendor's own parameters for a consent to
+    /// `scopes`, then the caller's `custom` ones (see [`vendors::authorization_parameters`]).
+    pub fn authorization_parameters(
+        &self,
+        scopes: &[String],
+        custom: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        vendors::authorization_parameters(&self.config.vendor, scopes, custom)
     }
 
     /// The authorization-code grant with PKCE (RFC 6749 section 4.1, RFC 7636).
@@ -204,9 +210,8 @@ impl OAuthClient {
         mut form: Vec<(&str, String)>,
     ) -> Result<TokenResponse, ProviderError> {
         let endpoints = self.endpoints().await?;
-        let mut request = Request::post(endpoints.token.as_str())
-            .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut request =
+            Request::post(endpoints.token.as_str()).header(header::ACCEPT, "application/json");
         let secret = self
             .config
             .client_secret
@@ -229,84 +234,41 @@ impl OAuthClient {
                 form.push(("client_secret", secret));
             }
         }
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
+        let dialect = self.dialect();
+        let (content_type, body) = match dialect.json_requests {
+            true => {
+                let object: serde_json::Map<String, Value> = form
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v)))
+                    .collect();
+                ("application/json", Value::Object(object).to_string())
+            }
+            false => (
+                "application/x-www-form-urlencoded",
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            ),
+        };
         let request = request
+            .header(header::CONTENT_TYPE, content_type)
             .body(body::full(body))
             .map_err(|_| self.config_error("bad token request"))?;
         let answer = fetch::send(&self.http, &endpoints.token, request)
             .await
             .map_err(|e| self.unreachable(e))?;
-        let fields = parse_fields(&answer.headers, &answer.body);
-        if !answer.status.is_success() || fields.get("error").is_some_and(|e| !e.is_null()) {
-            let code = fields
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown_error");
-            return Err(ProviderError::Refused {
-                provider: self.provider.clone(),
-                status: answer.status.as_u16(),
-                error: sanitize_code(code),
-            });
-        }
-        self.token_response(&fields)
-    }
-
-    fn token_response(
-        &self,
-        fields: &serde_json::Map<String, Value>,
-    ) -> Result<TokenResponse, ProviderError> {
-        // Slack puts a user token under `authed_user` when only user scopes were asked for.
-        let fields = match (fields.get("access_token"), fields.get("authed_user")) {
-            (None, Some(Value::Object(user))) if self.config.vendor == "slack" => user,
-            _ => fields,
-        };
-        let string = |name: &str| {
-            fields
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        let access_token = string("access_token").ok_or(ProviderError::NoToken {
-            provider: self.provider.clone(),
-        })?;
-        let expires_in = match fields.get("expires_in") {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        Ok(TokenResponse {
-            access_token: access_token.to_string().into(),
-            refresh_token: string("refresh_token").map(|r| r.to_string().into()),
-            expires_in,
-            scope: string("scope").map(str::to_string),
+        answer::read(&dialect, answer.status, &answer.headers, &answer.body).map_err(|e| {
+            let provider = self.provider.clone();
+            match e {
+                AnswerError::Refused { status, error } => ProviderError::Refused {
+                    provider,
+                    status,
+                    error,
+                },
+                AnswerError::Malformed(reason) => ProviderError::BadAnswer { provider, reason },
+                AnswerError::NoToken => ProviderError::NoToken { provider },
+            }
         })
-    }
-}
-
-/// Fields of a token response: JSON, or form-encoded when the provider answers that way.
-fn parse_fields(headers: &http::HeaderMap, body: &[u8]) -> serde_json::Map<String, Value> {
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("application/x-www-form-urlencoded") || v.starts_with("text/plain")
-        });
-    if !form && let Ok(Value::Object(map)) = serde_json::from_slice(body) {
-        return map;
-    }
-    form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-        .collect()
-}
-
-/// An OAuth error code is a short token; anything else is not echoed anywhere.
-fn sanitize_code(code: &str) -> String {
-    if code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        code.to_string()
-    } else {
-        "unknown_error".to_string()
     }
 }
 
@@ -314,28 +276,44 @@ fn sanitize_code(code: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_json_and_github_style_form_answers() {
-        let mut headers = http::HeaderMap::new();
-        let json = parse_fields(&headers, br#"{"access_token":"a","expires_in":60}"#);
-        assert_eq!(json["access_token"], "a");
-        headers.insert(
-            header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded; charset=utf-8"
-                .parse()
-                .unwrap(),
-        );
-        let form = parse_fields(
-            &headers,
-            b"access_token=gho_x&scope=repo%2Cuser&token_type=bearer",
-        );
-        assert_eq!(form["access_token"], "gho_x");
-        assert_eq!(form["scope"], "repo,user");
+    fn client(vendor: &str, tenant: Option<&str>) -> OAuthClient {
+        let config = OAuth2Provider {
+            vendor: vendor.to_string(),
+            client_id: "id".to_string(),
+            client_secret: None,
+            discovery_url: None,
+            issuer: None,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            client_auth: ClientAuth::ClientSecretBasic,
+            tenant: tenant.map(str::to_string),
+            domain: None,
+        };
+        let http = crate::proxy::upstream::client(None).unwrap();
+        OAuthClient::new("p", config, http)
     }
 
-    #[test]
-    fn error_codes_are_never_echoed_raw() {
-        assert_eq!(sanitize_code("invalid_grant"), "invalid_grant");
-        assert_eq!(sanitize_code("<script>secret=abc"), "unknown_error");
+    #[tokio::test]
+    async fn microsoft_endpoints_live_under_the_tenant() {
+        let contoso = client("microsoft", Some("contoso.onmicrosoft.com"));
+        let endpoints = contoso.endpoints().await.unwrap();
+        assert_eq!(
+            endpoints.token.as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            endpoints.authorization.as_ref().unwrap().as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"
+        );
+        let common = client("microsoft", None);
+        assert!(
+            common
+                .endpoints()
+                .await
+                .unwrap()
+                .token
+                .path()
+                .starts_with("/common/oauth2/v2.0/")
+        );
     }
 }

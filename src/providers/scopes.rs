@@ -35,12 +35,60 @@ pub fn missing(requested: &[String], granted: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Whether a granted scope is the requested one: equal, or a longer spelling ending in it after
+/// Scopes that a grant of a broader one includes, as GitHub documents them ("Scopes for OAuth
+/// apps"): a user who granted `user` before gets a token showing `user` when `read:user` is
+/// asked for.
+const INCLUDED_IN: &[(&str, &[&str])] = &[
+    ("repo:status", &["repo"]),
+    ("repo_deployment", &["repo"]),
+    ("public_repo", &["repo"]),
+    ("repo:invite", &["repo"]),
+    ("security_events", &["repo"]),
+    ("read:user", &["user"]),
+    ("user:email", &["user"]),
+    ("user:follow", &["user"]),
+    ("read:org", &["write:org", "admin:org"]),
+    ("write:org", &["admin:org"]),
+    ("manage_runners:org", &["admin:org"]),
+    ("read:repo_hook", &["write:repo_hook", "admin:repo_hook"]),
+    ("write:repo_hook", &["admin:repo_hook"]),
+    ("read:public_key", &["write:public_key", "admin:public_key"]),
+    ("write:public_key", &["admin:public_key"]),
+    ("read:gpg_key", &["write:gpg_key", "admin:gpg_key"]),
+    ("write:gpg_key", &["admin:gpg_key"]),
+    ("read:packages", &["write:packages"]),
+    ("read:discussion", &["write:discussion"]),
+    ("read:project", &["project"]),
+    ("codespace:secrets", &["codespace"]),
+];
+
+/// Whether a granted scope shows the requested one: equal; a longer spelling ending in it after
 /// `/`, `.` or `:` (`https://graph.microsoft.com/User.Read` for `User.Read`,
-/// `https://www.googleapis.com/auth/userinfo.email` for `email`).
+/// `https://www.googleapis.com/auth/userinfo.email` for `email`); any permission of the resource
+/// for Microsoft's `{resource}/.default` (it grants the app's configured permissions, echoed one
+/// by one); or a broader GitHub scope that includes it.
 fn same_scope(requested: &str, granted: &str) -> bool {
     if requested == granted {
         return true;
+    }
+    if let Some(resource) = requested.strip_suffix(".default")
+        && resource.ends_with('/')
+        && granted.len() > resource.len()
+        && granted.starts_with(resource)
+    {
+        return true;
+    }
+    let included = |narrow: &str, broad: &str| {
+        INCLUDED_IN
+            .iter()
+            .any(|(n, broader)| *n == narrow && broader.contains(&broad))
+    };
+    if included(requested, granted) {
+        return true;
+    }
+    // `read:user` ends in `:user` but is less than `user`.
+    if included(granted, requested) {
+        return false;
     }
     granted
         .strip_suffix(requested)
@@ -88,6 +136,40 @@ mod tests {
                 "{requested:?} vs {granted:?}"
             );
         }
+    }
+
+    #[test]
+    fn microsoft_dot_default_is_shown_by_any_permission_of_its_resource() {
+        let requested = list(&["https://graph.microsoft.com/.default"]);
+        assert!(
+            missing(
+                &requested,
+                &list(&["https://graph.microsoft.com/User.Read"])
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            missing(&requested, &list(&["https://outlook.office.com/Mail.Read"])),
+            requested
+        );
+        assert_eq!(
+            missing(&requested, &list(&["https://graph.microsoft.com/"])),
+            requested
+        );
+    }
+
+    #[test]
+    fn a_broader_github_scope_shows_the_narrower_one() {
+        let requested = list(&["read:user", "read:org", "public_repo"]);
+        assert!(missing(&requested, &list(&["user", "admin:org", "repo"])).is_empty());
+        // Never the other way round.
+        assert_eq!(
+            missing(
+                &list(&["user", "repo"]),
+                &list(&["read:user", "public_repo"])
+            ),
+            list(&["user", "repo"])
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Header rules shared by both directions: hop-by-hop headers (RFC 9110 section 7.6.1, plus any
-//! header a `Connection` header names) are dropped, and the `X-Forwarded-*` headers describe the
-//! client to the upstream.
+//! header a `Connection` header names) are dropped, the `X-Forwarded-*` headers describe the
+//! client to the upstream, and on routes that inject a credential the client's own credentials
+//! and identity claims are dropped (the upstream must see one identity: the one keygate vouches
+//! for).
 
 use std::net::IpAddr;
 
@@ -80,6 +82,49 @@ pub fn set_forwarded(
     }
 }
 
+/// Headers a client could use to hand the upstream a credential or an identity of its own
+/// choosing next to the one keygate injects (cookies, API keys, the trusted-proxy headers of
+/// oauth2-proxy and Apache, client-IP claims). Dropped on credential routes unless the route
+/// lists them in `pass_headers`.
+pub const CLIENT_CREDENTIAL_HEADERS: [&str; 19] = [
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-access-token",
+    "x-remote-user",
+    "remote-user",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+];
+
+pub fn is_client_credential(name: &HeaderName) -> bool {
+    CLIENT_CREDENTIAL_HEADERS.contains(&name.as_str())
+}
+
+/// Removes [`CLIENT_CREDENTIAL_HEADERS`] except those the route lets through. One pass over the
+/// request's headers (usually a handful), no allocation when there is nothing to drop.
+pub fn strip_client_credentials(headers: &mut HeaderMap, pass: &[HeaderName]) {
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_client_credential(name) && !pass.contains(name))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +154,19 @@ mod tests {
         assert_eq!(h["te"], "trailers");
         strip_hop_by_hop(&mut h, false);
         assert!(!h.contains_key("te"));
+    }
+
+    #[test]
+    fn client_credentials_are_dropped_unless_passed() {
+        let mut h = HeaderMap::new();
+        for name in CLIENT_CREDENTIAL_HEADERS {
+            h.insert(name, HeaderValue::from_static("client"));
+        }
+        h.insert("x-end-to-end", HeaderValue::from_static("1"));
+        strip_client_credentials(&mut h, &[header::COOKIE]);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key("cookie") && h.contains_key("x-end-to-end"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod credential;
 pub mod headers;
+pub mod host;
 pub mod path;
 pub mod route;
 pub mod upstream;
@@ -112,7 +113,12 @@ async fn forward(
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = request.into_parts();
 
-    // 1. Request target: absolute form only for our own authority, and a path with one meaning.
+    // 1. Request target: a method we forward (TRACE would echo the injected credential back),
+    //    one host, absolute form only for our own authority, and a path with one meaning.
+    if parts.method == http::Method::TRACE {
+        return Err(ProxyError::MethodNotAllowed(parts.method));
+    }
+    host::check(&parts.headers, &parts.uri)?;
     let authority_host = request_authority(&parts).map(host_without_port);
     if parts.version <= Version::HTTP_11
         && let Some(authority) = parts.uri.authority()
@@ -170,8 +176,9 @@ async fn forward(
     let injection = credential::injection(route.config.credential.as_ref());
 
     // 5. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream,
-    //    the inbound credential out (unless passed through), the caller described, the
-    //    credential in.
+    //    the inbound credential out (unless passed through), on credential routes the client's
+    //    own credentials and identity claims out (unless the route passes them), the caller
+    //    described, the credential in.
     let original_host = parts
         .headers
         .get(header::HOST)
@@ -215,6 +222,9 @@ async fn forward(
         .is_some_and(|c| c.flow == Flow::Passthrough);
     if !passthrough {
         parts.headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(credential) = &route.config.credential {
+        headers::strip_client_credentials(&mut parts.headers, &credential.pass_headers);
     }
     describe_caller(&mut parts.headers, &caller);
     if let (Some(Injection::Header { name, format }), Some(secret)) = (injection, &secret) {
@@ -434,6 +444,9 @@ fn path_error_text(error: &path::PathError) -> &'static str {
         path::PathError::BadEscape => "the path has a malformed percent escape",
         path::PathError::AboveRoot => "the path climbs above the root",
         path::PathError::NotAbsolute => "the request target is not an absolute path",
+        path::PathError::DisguisedDotSegment => {
+            "the path holds a dot segment with parameters or double encoding"
+        }
     }
 }
 

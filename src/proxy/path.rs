@@ -1,9 +1,11 @@
 //! Request-path normalisation, done once before routing so that what is matched is what is
 //! forwarded. Per RFC 3986 section 6: percent-encoded unreserved characters are decoded (so
 //! `%2e` is `.`), other escapes get upper-case hex, runs of `/` are merged, and dot segments are
-//! resolved. Encoded slashes and backslashes (`%2F`, `%5C`, `\`), NUL, and `..` that would climb
-//! above the root are refused: their meaning differs between servers, which is how prefix checks
-//! get bypassed.
+//! resolved. Encoded slashes and backslashes (`%2F`, `%5C`, `\`), NUL, `..` that would climb
+//! above the root, and segments that other servers read as dot segments but RFC 3986 does not
+//! (`..;x`, `.;x`: Tomcat, Jetty and Spring drop the `;` parameters; `%252e%252e`, which a
+//! server that decodes twice reads as `..`) are refused: their meaning differs between servers,
+//! which is how prefix checks get bypassed.
 
 use std::fmt::Write;
 
@@ -19,6 +21,8 @@ pub enum PathError {
     AboveRoot,
     #[error("the path does not start with `/`")]
     NotAbsolute,
+    #[error("a path segment is a dot segment in disguise (parameters or double encoding)")]
+    DisguisedDotSegment,
 }
 
 /// A request path after normalisation.
@@ -49,6 +53,9 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
         });
     }
     let decoded = decode_unreserved(raw)?;
+    if decoded.split('/').any(is_disguised_dot_segment) {
+        return Err(PathError::DisguisedDotSegment);
+    }
     let merged = merge_slashes(&decoded);
     let path = remove_dot_segments(&merged)?;
     Ok(NormalizedPath {
@@ -58,23 +65,54 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
 }
 
 /// The common case, checked in one pass: no escapes, backslashes, control characters, empty
-/// segments or dot segments.
+/// segments, or dot segments (with or without `;` parameters).
 fn is_already_normal(raw: &str) -> bool {
     let bytes = raw.as_bytes();
+    let ends_dot_segment = |b: Option<&u8>| matches!(b, None | Some(b'/' | b';'));
     bytes.iter().enumerate().all(|(i, &b)| match b {
         b'%' | b'\\' => false,
         b if b < 0x20 || b == 0x7f => false,
         b'/' => !matches!(bytes.get(i + 1), Some(b'/')),
         b'.' => {
             let starts_segment = bytes.get(i.wrapping_sub(1)) == Some(&b'/');
-            let rest = &bytes[i + 1..];
-            let dot_segment = rest.is_empty()
-                || rest[0] == b'/'
-                || (rest[0] == b'.' && (rest.len() == 1 || rest[1] == b'/'));
+            let dot_segment = ends_dot_segment(bytes.get(i + 1))
+                || (bytes.get(i + 1) == Some(&b'.') && ends_dot_segment(bytes.get(i + 2)));
             !(starts_segment && dot_segment)
         }
         _ => true,
     })
+}
+
+/// Percent-decodings applied before giving up: a segment still encoded after this many is
+/// refused too (no server decodes that often).
+const MAX_DECODINGS: usize = 4;
+
+/// Whether a segment (after one round of [`decode_unreserved`]) is not a dot segment to RFC
+/// 3986 but is one to a server that drops `;` path parameters or percent-decodes again:
+/// `..;x`, `.;`, `%252e%252e`, `..%3B`, `%252e%252e;x`.
+fn is_disguised_dot_segment(segment: &str) -> bool {
+    if segment == "." || segment == ".." || !segment.starts_with(['.', '%']) {
+        return false;
+    }
+    let mut text = std::borrow::Cow::Borrowed(segment);
+    for _ in 0..=MAX_DECODINGS {
+        let bare = text.split(';').next().unwrap_or_default();
+        if bare == "." || bare == ".." {
+            return true;
+        }
+        if !text.contains('%') {
+            return false;
+        }
+        let decoded = percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == text {
+            return false;
+        }
+        text = std::borrow::Cow::Owned(decoded);
+    }
+    // Still changing after every decoding we allow: refuse rather than guess.
+    true
 }
 
 fn is_unreserved(byte: u8) -> bool {
@@ -215,6 +253,10 @@ mod tests {
             "/a\\b",
             "/.a",
             "/a./",
+            "/..;/a",
+            "/.;",
+            "/a/..;x",
+            "/a/...;x",
         ] {
             let fast = is_already_normal(p);
             let full =
@@ -243,6 +285,43 @@ mod tests {
         assert_eq!(norm("/.."), Err(PathError::AboveRoot));
         assert_eq!(norm("/a/../../b"), Err(PathError::AboveRoot));
         assert_eq!(norm("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn dot_segments_in_disguise_are_refused() {
+        for p in [
+            "/public/..;/admin/users",
+            "/public/..;jsessionid=x/admin",
+            "/public/.;/admin",
+            "/public/.;x",
+            "/public/%2e%2e;/admin",
+            "/public/..%3b/admin",
+            "/public/..%3B/admin",
+            "/public/%252e%252e/admin/x",
+            "/public/%252E%252E/admin/x",
+            "/public/.%252e/admin",
+            "/public/%252e/admin",
+            "/public/%25252e%25252e/admin",
+            "/public/%252e%252e;x/admin",
+            "/public/%2525252525252e/admin",
+        ] {
+            assert_eq!(norm(p), Err(PathError::DisguisedDotSegment), "{p}");
+        }
+    }
+
+    #[test]
+    fn segments_that_only_look_like_dots_pass() {
+        for (p, want) in [
+            ("/public/a;b/c", "/public/a;b/c"),
+            ("/public/...;x", "/public/...;x"),
+            ("/public/..a;/b", "/public/..a;/b"),
+            ("/public/.well-known;x", "/public/.well-known;x"),
+            ("/public/%25/a", "/public/%25/a"),
+            ("/public/%252f", "/public/%252f"),
+            ("/public/x;..", "/public/x;.."),
+        ] {
+            assert_eq!(norm(p).as_deref(), Ok(want), "{p}");
+        }
     }
 
     #[test]

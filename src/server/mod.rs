@@ -239,19 +239,34 @@ async fn accept_proxy(
     }
 }
 
+/// Admin connections open at once, at most: probes and a scraper or two. More wait in the
+/// kernel's backlog, so the admin port can never take the file descriptors the proxy needs.
+pub const ADMIN_MAX_CONNECTIONS: usize = 32;
+
+/// The admin listener: HTTP/1.1 only, its own small connection cap, and the proxy's header-read
+/// and idle timeouts (a connection that never finishes its request head is closed).
 async fn accept_admin(
     listener: TcpListener,
     state: AppState,
     limits: ServerLimits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()).http1_only());
+    let builder = Arc::new(connection_builder(&limits).http1_only());
+    let permits = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     let mut stop = shutdown.clone();
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = stopped(&mut stop) => return,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => {
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -263,6 +278,7 @@ async fn accept_admin(
         let shutdown = shutdown.clone();
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
             let handler = move |request: Request<Incoming>| {
                 let state = state.clone();
                 async move { admin::handle(&state, request).await }

@@ -504,6 +504,18 @@ impl Vault {
         Ok(replaced)
     }
 
+    /// Records a request signature as used for `memory_secs`: `None` on its first use, else
+    /// when it was first used (unix milliseconds).
+    pub async fn first_use(
+        &self,
+        signature: &str,
+        memory_secs: i64,
+    ) -> Result<Option<i64>, VaultError> {
+        Ok(self
+            .guarded(self.store.first_use(signature, store::now() + memory_secs))
+            .await?)
+    }
+
     /// How many unexpired records of `kind` one user has (metadata only; nothing is opened).
     pub async fn count_live_for_user(
         &self,
@@ -597,6 +609,8 @@ impl Vault {
                 if ticks.is_multiple_of(600) {
                     let _ = vault.store.prune_changes(CHANGE_LOG_RETENTION_SECS).await;
                     let _ = vault.store.prune_expired("consent_session").await;
+                    let _ = vault.store.prune_expired("consent_pending").await;
+                    let _ = vault.store.prune_used_signatures().await;
                 }
             }
         });

@@ -112,6 +112,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: "CREATE INDEX vault_changes_changed_at ON vault_changes (changed_at)",
         postgres: "CREATE INDEX vault_changes_changed_at ON vault_changes (changed_at)",
     },
+    // Signatures of identity API requests already served, so a captured request cannot be
+    // replayed within its validity window (on any replica sharing the store).
+    Migration {
+        version: 5,
+        sqlite: "CREATE TABLE used_signatures (signature TEXT PRIMARY KEY, first_used_ms BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+        postgres: "CREATE TABLE used_signatures (signature TEXT PRIMARY KEY, first_used_ms BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+    },
 ];
 
 /// The advisory-lock key every replica takes before touching the schema.
@@ -459,6 +466,59 @@ impl Store {
         })
     }
 
+    /// Records `signature` as used (now) until `expires_at`. `None` for its first use, else
+    /// when it was first used (unix milliseconds). Concurrent first uses on any number of
+    /// replicas: one of them inserts, the others read its row.
+    pub async fn first_use(
+        &self,
+        signature: &str,
+        expires_at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM used_signatures WHERE signature = $1 AND expires_at <= $2")
+                .bind(signature)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            let inserted = sqlx::query(
+                "INSERT INTO used_signatures (signature, first_used_ms, expires_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (signature) DO NOTHING",
+            )
+            .bind(signature)
+            .bind(now_ms())
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let first = if inserted == 1 {
+                None
+            } else {
+                let row =
+                    sqlx::query("SELECT first_used_ms FROM used_signatures WHERE signature = $1")
+                        .bind(signature)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                Some(row.try_get::<i64, _>(0)?)
+            };
+            tx.commit().await?;
+            Ok(first)
+        })
+    }
+
+    /// Forgets used signatures whose window has passed.
+    pub async fn prune_used_signatures(&self) -> Result<u64, StoreError> {
+        on_pool!(self, |pool| {
+            Ok(
+                sqlx::query("DELETE FROM used_signatures WHERE expires_at <= $1")
+                    .bind(now())
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            )
+        })
+    }
+
     /// How many unexpired records of `kind` belong to one user (across workloads).
     pub async fn count_live_for_user(
         &self,
@@ -793,6 +853,14 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 pub fn now() -> i64 {

@@ -13,6 +13,7 @@ import secrets
 import socket
 import threading
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
@@ -95,7 +96,9 @@ def signed_parts(
         method="POST",
         url=base_url + path,
         data=data,
-        headers={"Content-Type": "application/json"},
+        # One id per request, signed, as botocore's retry handler sends: two requests signed
+        # in the same second with the same body are still two requests, not one replayed.
+        headers={"Content-Type": "application/json", "amz-sdk-invocation-id": str(uuid.uuid4())},
     )
     if sign:
         signer = SigV4Auth(Credentials(access_key, secret), SIGNING_NAME, region)

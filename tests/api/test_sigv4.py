@@ -78,3 +78,36 @@ def test_unsigned_request_is_denied(raw):
     )
     assert_aws_error(response, 403, "AccessDeniedException")
     assert "workloadAccessToken" not in response.text
+
+
+def test_a_replayed_request_is_refused_and_audited(keygate, cp, unique):
+    """A captured signed request resent within its 5 minutes does nothing: here a delete that,
+    replayed after the workload was created again, would delete the new one."""
+    import json
+    import time
+
+    import requests
+
+    from helpers import signed_parts
+
+    name = unique("Replayed")
+    cp.create_workload_identity(name=name)
+    path = "/identities/DeleteWorkloadIdentity"
+    headers, body = signed_parts(keygate.url, path, {"name": name}, secret=API_SECRET)
+    first = requests.post(keygate.url + path, data=body, headers=headers, timeout=10)
+    assert first.status_code == 204, first.text
+    cp.create_workload_identity(name=name)
+    # Later than the client's own same-second repeat (served: boto3 signs those identically).
+    time.sleep(2.5)
+    replayed = requests.post(keygate.url + path, data=body, headers=headers, timeout=10)
+    assert_aws_error(replayed, 403, "AccessDeniedException")
+    assert cp.get_workload_identity(name=name)["name"] == name, "the replay deleted it"
+    request_id = replayed.headers["x-amzn-RequestId"]
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        lines = [json.loads(line) for line in keygate.audit_path.read_text().splitlines()]
+        found = [line for line in lines if line.get("requestId") == request_id]
+        if found:
+            break
+        time.sleep(0.1)
+    assert found and found[0]["outcome"] == "denied" and found[0]["reason"] == "replay", found

@@ -221,18 +221,25 @@ def test_unknown_session(dp, wat, user):
 
 
 def test_only_the_sessions_user_may_poll_it(dp, wat, user):
+    # Another user polling the session learns nothing, not even that it exists: the answer is
+    # the one for a session nobody started.
     started = request_token(dp, wat(user_id=user), resourceOauth2ReturnUrl=RETURN_URL)
-    raises(
-        "AccessDeniedException",
-        403,
-        dp.get_resource_oauth2_token,
-        workloadIdentityToken=wat(user_id=user + "-other"),
-        resourceCredentialProviderName="idp",
-        scopes=["openid"],
-        oauth2Flow="USER_FEDERATION",
-        resourceOauth2ReturnUrl=RETURN_URL,
-        sessionUri=started["sessionUri"],
+    unknown = "urn:ietf:params:oauth:request_uri:" + secrets.token_urlsafe(16)
+    other = wat(user_id=user + "-other")
+    answers = []
+    for session_uri in (started["sessionUri"], unknown):
+        polled = request_token(
+            dp, other, resourceOauth2ReturnUrl=RETURN_URL, sessionUri=session_uri
+        )
+        polled.pop("ResponseMetadata", None)
+        assert polled.pop("sessionUri") == session_uri
+        answers.append(polled)
+    assert answers[0] == answers[1] == {"sessionStatus": "FAILED"}, answers
+    # The session itself is untouched: its own user still sees it in progress.
+    mine = request_token(
+        dp, wat(user_id=user), resourceOauth2ReturnUrl=RETURN_URL, sessionUri=started["sessionUri"]
     )
+    assert_in_progress(mine)
 
 
 def test_a_recreated_workload_does_not_inherit_the_deleted_ones_tokens(cp, dp, browser, wat, user, unique):

@@ -132,6 +132,30 @@ const CASES: &[(&str, &str, usize, &str)] = &[
         30,
         "not one of the workload's allowed_return_urls",
     ),
+    (
+        "user_federation with no return url for workload tokens",
+        "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\n",
+        28,
+        "needs `return_url`",
+    ),
+    (
+        "user_federation for a workload without return urls",
+        "[[workloads]]\nname = \"bare\"\n[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nworkload = \"bare\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\n",
+        31,
+        "needs `return_url`",
+    ),
+    (
+        "pass_headers names a header that passes anyway",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"weather\"\nflow = \"api_key\"\npass_headers = [\"X-Custom\"]\n",
+        24,
+        "`X-Custom` is not a header keygate drops on credential routes",
+    ),
+    (
+        "pass_headers names the credential's own header",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"weather\"\nflow = \"api_key\"\nheader = \"X-Api-Key\"\nformat = \"{token}\"\npass_headers = [\"X-API-Key\"]\n",
+        26,
+        "`X-API-Key` is where this route's credential goes",
+    ),
 ];
 
 #[test]

@@ -168,11 +168,28 @@ pub(crate) async fn consent_as(setup: &Setup, authorization_url: &str, login: &s
     headers["location"].to_str().unwrap().to_string()
 }
 
+/// The callback's answers (redirects and error pages) hold a code, a state or a session
+/// reference: no `Referer` may carry their URL on, no cache may keep them.
+fn assert_private(headers: &http::HeaderMap) {
+    assert_eq!(
+        headers.get("referrer-policy").map(|v| v.to_str().unwrap()),
+        Some("no-referrer"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "{headers:?}"
+    );
+}
+
 pub(crate) fn challenge(body: &str) -> (String, String) {
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["error"], "consent_required");
     assert_eq!(json["provider"], "docs");
-    assert_eq!(json["expiresIn"], 600);
+    // A fresh session has 600 s; one handed out again has what is left (at least 120 s).
+    let expires_in = json["expiresIn"].as_i64().unwrap();
+    assert!((120..=600).contains(&expires_in), "{json}");
     (
         json["authorizationUrl"].as_str().unwrap().to_string(),
         json["sessionUri"].as_str().unwrap().to_string(),
@@ -259,16 +276,20 @@ async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
     let (_, headers, _) = get(&authorization_url).await;
     let to_provider = headers["location"].to_str().unwrap().to_string();
     let callback = setup.provider.drive_consent(&to_provider, "dave").await;
-    assert_eq!(get(&callback).await.0, StatusCode::FOUND);
+    let (status, headers, _) = get(&callback).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_private(&headers);
     // The same callback again: the session is no longer pending.
-    let (status, _, body) = get(&callback).await;
+    let (status, headers, body) = get(&callback).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_private(&headers);
     // A state nobody issued.
-    let (status, _, _) = get(&setup
+    let (status, headers, _) = get(&setup
         .gw
         .url("/identities/oauth2/callback?code=x&state=forged"))
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_private(&headers);
     // The provider says access_denied: the session fails and the app is told.
     let (_, _, body) = call(&setup, "erin").await;
     let (_, erin_session) = challenge(&body);
@@ -278,6 +299,7 @@ async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
     )))
     .await;
     assert_eq!(status, StatusCode::FOUND);
+    assert_private(&headers);
     assert!(
         headers["location"]
             .to_str()

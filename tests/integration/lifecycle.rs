@@ -132,11 +132,18 @@ struct Process {
 
 impl Process {
     async fn start(dir: &Path, routes: &str) -> Process {
-        Self::start_with(dir, routes, &[], false).await
+        Self::start_with(dir, routes, &[], false, &[]).await
     }
 
-    /// Starts `keygate [global_args] serve`; with `capture`, stderr is kept for the test to read.
-    async fn start_with(dir: &Path, routes: &str, global_args: &[&str], capture: bool) -> Process {
+    /// Starts `keygate [global_args] serve` with `env` set; with `capture`, stderr is kept for
+    /// the test to read.
+    async fn start_with(
+        dir: &Path,
+        routes: &str,
+        global_args: &[&str],
+        capture: bool,
+        env: &[(&str, &str)],
+    ) -> Process {
         let (port, admin_port) = (free_port(), free_port());
         let toml = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n[audit]\npath = \"-\"\n{routes}"
@@ -145,6 +152,7 @@ impl Process {
         std::fs::write(&path, toml).unwrap();
         let child = tokio::process::Command::new(binary())
             .args(global_args)
+            .envs(env.iter().copied())
             .stderr(if capture {
                 std::process::Stdio::piped()
             } else {
@@ -271,6 +279,7 @@ async fn json_logs_have_one_access_line_per_request_and_no_header_values() {
         &route("logged", "/l/", &upstream.url()),
         &["--log-format", "json"],
         true,
+        &[],
     )
     .await;
     let request = http::Request::get(format!("http://{}/l/x?secret-query=1", process.addr))
@@ -313,4 +322,59 @@ async fn json_logs_have_one_access_line_per_request_and_no_header_values() {
     ] {
         assert!(!stderr.contains(secret), "logs contain {secret}");
     }
+}
+
+#[tokio::test]
+async fn text_logs_escape_the_control_characters_a_client_sent() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let api = "[api]\nregion = \"us-west-2\"\naccount_id = \"123456789012\"\n[[api.credentials]]\naccess_key_id = \"AKIDKEYGATELOGTEST\"\nsecret_access_key = \"log-test-secret-0123456789\"\n";
+    let mut process = Process::start_with(
+        dir.path(),
+        api,
+        &["--log-format", "text"],
+        true,
+        &[("RUST_LOG", "keygate=debug")],
+    )
+    .await;
+    // A field name with a newline: the refusal quotes it, and the debug line logs the refusal.
+    let path = "/identities/GetWorkloadAccessToken";
+    let body = br#"{"workloadName":"w","x\nFORGED-LINE admin=true":1}"#;
+    let credential = keygate::config::ApiCredential {
+        access_key_id: "AKIDKEYGATELOGTEST".to_string(),
+        secret_access_key: secrecy::SecretString::from("log-test-secret-0123456789".to_string()),
+    };
+    let mut request = http::Request::post(format!("http://{}{path}", process.addr));
+    for (name, value) in keygate::identity_api::sigv4::sign(
+        &credential,
+        "us-west-2",
+        "POST",
+        &process.addr,
+        path,
+        body,
+        std::time::SystemTime::now(),
+    ) {
+        request = request.header(name, value);
+    }
+    let (status, _, answer) = send(&http_client(), request.body(full(&body[..])).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    process.signal("TERM");
+    let mut stderr = String::new();
+    process
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    process.child.wait().await.unwrap();
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("FORGED-LINE")),
+        "a client forged a log line: {stderr}"
+    );
+    assert!(
+        stderr.contains(r"x\nFORGED-LINE admin=true"),
+        "the refusal was not logged (escaped): {stderr}"
+    );
 }

@@ -1,5 +1,6 @@
-//! Edge limits that protect the gateway: the connection cap, HTTP/2 concurrent streams, and the
-//! idle timeout (which must never cut a response that is still streaming).
+//! Edge limits that protect the gateway: the connection cap, HTTP/2 concurrent streams, the
+//! idle timeout (which must never cut a response that is still streaming), and the admin
+//! listener's own cap and header timeout (it must never starve the proxy).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -167,4 +168,95 @@ async fn a_streaming_response_is_not_idle() {
         .unwrap()
         .to_bytes();
     assert_eq!(rest, Bytes::from("data: two\n\n"));
+}
+
+/// Opens `n` connections to `addr` that send the start of a request head and nothing more.
+async fn half_open(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    streams
+}
+
+#[tokio::test]
+async fn a_half_open_admin_connection_is_closed_after_the_header_timeout() {
+    let upstream = Upstream::start().await;
+    // The idle timeout stays at its 5 minutes: only the header timeout can close it.
+    let gw = TestGateway::start(&config(&upstream, "header_read_timeout = \"1s\"")).await;
+    let mut stream = half_open(gw.admin, 1).await.pop().unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a half-open admin connection was still open 30 s after a 1 s header timeout"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `keygate serve` with at most `fds` open file descriptors (the limit a container may set).
+fn serve_with_fd_limit(dir: &std::path::Path, toml: &str, fds: u32) -> std::process::Child {
+    let path = dir.join("routes.toml");
+    std::fs::write(&path, toml).unwrap();
+    std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n {fds} && exec \"$0\" serve --config \"$1\""
+        ))
+        .arg(binary())
+        .arg(&path)
+        .spawn()
+        .unwrap()
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn half_open_admin_connections_never_starve_the_proxy() {
+    // keygate itself holds about 22 descriptors; the limit leaves room for the admin cap (32)
+    // and a few proxied requests, not for 120 admin connections.
+    const FD_LIMIT: u32 = 80;
+    const ADMIN_CONNECTIONS: usize = 120;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin_port}\"\n[audit]\npath = \"-\"\n\n[[routes]]\nname = \"up\"\npath_prefix = \"/up/\"\nupstream = \"{}/\"\n",
+        upstream.url()
+    );
+    let _process = KillOnDrop(serve_with_fd_limit(dir.path(), &toml, FD_LIMIT));
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    wait_until_ok(&format!("http://{admin}/readyz")).await;
+    let token = mint_token(&dir.path().join("routes.toml"), "test-agent");
+
+    let _held = half_open(admin, ADMIN_CONNECTIONS).await;
+    // Let the gateway accept what it will.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let url = format!("http://127.0.0.1:{port}/up/x");
+    for _ in 0..3 {
+        let answer = tokio::time::timeout(Duration::from_secs(8), get_auth(&url, &token)).await;
+        let (status, _, body) =
+            answer.expect("the proxy did not answer while the admin port was flooded");
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 }

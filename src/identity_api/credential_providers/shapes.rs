@@ -182,7 +182,8 @@ pub(super) fn oauth2_spec(
         issuer,
         authorization_endpoint,
         token_endpoint,
-        client_secret_post: false,
+        // The way the vendor's documentation authenticates clients.
+        client_secret_post: vendors::dialect(vendor).client_auth == ClientAuth::ClientSecretPost,
         tenant: v.tenant_id,
     })
 }
