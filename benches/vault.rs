@@ -28,6 +28,7 @@ fn credential() -> Credential {
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into(), "write".into()],
         requested: vec!["read".into(), "write".into()],
+        lifetime_secs: None,
     })
 }
 

@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz` (the process runs), `/readyz` (serving, store reachable)
+//! The admin listener: `/healthz` (the process runs), `/readyz` (serving, store reachable and
+//! writing)
 //! and `/metrics` (Prometheus text). Never the proxy.
 
 use http::{Method, Request, Response, StatusCode, header};
@@ -53,6 +54,12 @@ async fn readiness(state: &AppState) -> Response<Body> {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the vault store is unreachable\n",
+        );
+    }
+    if state.vault().writes_failing() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the vault store cannot write\n",
         );
     }
     let runtime = state.runtime();

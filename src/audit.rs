@@ -2,12 +2,16 @@
 //! `provider`, `outcome`, `reason`, `sourceIp`), appended by a writer thread in batches and
 //! flushed whenever its queue runs empty (at least every 200 ms under load), and at shutdown. Recording never blocks
 //! a request: the queue is bounded, and when it is full the request is refused (503) rather
-//! than served unaudited, and that is counted. The file is reopened on SIGHUP for log rotation.
+//! than served unaudited, and that is counted. So is a file that cannot be written (a full disk):
+//! from the first failed write until a retry (every second) succeeds, every request is refused.
+//! The file is reopened on SIGHUP for log rotation.
 //! No secret is ever written: events carry names and ids only.
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use prometheus::IntCounter;
@@ -20,6 +24,8 @@ use crate::config::{AuditConfig, AuditSink};
 const BATCH: usize = 512;
 /// Buffered lines reach the file at least this often (the contract asks for once a second).
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// While the file cannot be written, the writer retries this often.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,8 +114,9 @@ impl AuditEvent {
     }
 }
 
+/// The audit log cannot take an event now: its queue is full, or its file cannot be written.
 #[derive(Debug, thiserror::Error)]
-#[error("the audit queue is full")]
+#[error("the audit log cannot record (queue full or file not writable)")]
 pub struct AuditFull;
 
 enum Message {
@@ -136,6 +143,8 @@ impl AuditSlot {
 pub struct Audit {
     tx: mpsc::Sender<Message>,
     refused: Option<IntCounter>,
+    /// Set by the writer while its file cannot be written.
+    failing: Arc<AtomicBool>,
 }
 
 impl Audit {
@@ -143,45 +152,58 @@ impl Audit {
     pub fn start(config: &AuditConfig, refused: Option<IntCounter>) -> std::io::Result<Audit> {
         let sink = Sink::open(&config.sink)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let failing = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            sink,
+            failing: failing.clone(),
+        };
         // File writes block: they happen on a thread of their own, never on the runtime's
         // workers (with one worker, a slow disk would otherwise stall every request).
         std::thread::Builder::new()
             .name("keygate-audit".into())
-            .spawn(move || write_until_closed(rx, sink))?;
-        Ok(Audit { tx, refused })
+            .spawn(move || writer.write_until_closed(rx))?;
+        Ok(Audit {
+            tx,
+            refused,
+            failing,
+        })
     }
 
-    /// Queues an event without waiting; `Err` when the queue is full (refuse the request).
+    /// Queues an event without waiting; `Err` when the queue is full or the file cannot be
+    /// written (refuse the request).
     pub fn record(&self, event: AuditEvent) -> Result<(), AuditFull> {
+        self.writable()?;
         self.tx
             .try_send(Message::Event(Box::new(event)))
-            .map_err(|_| {
-                if let Some(counter) = &self.refused {
-                    counter.inc();
-                }
-                tracing::error!(
-                    "audit queue full: refusing the request rather than serving it unaudited"
-                );
-                AuditFull
-            })
+            .map_err(|_| self.refuse("audit queue full"))
     }
 
     /// Reserves room for one event, to be recorded once the outcome is known (the identity
-    /// API reserves before acting, so an action is never left unaudited); `Err` when full.
+    /// API reserves before acting, so an action is never left unaudited); `Err` when full or
+    /// when the file cannot be written.
     pub fn reserve(&self) -> Result<AuditSlot, AuditFull> {
+        self.writable()?;
         self.tx
             .clone()
             .try_reserve_owned()
             .map(|permit| AuditSlot { permit })
-            .map_err(|_| {
-                if let Some(counter) = &self.refused {
-                    counter.inc();
-                }
-                tracing::error!(
-                    "audit queue full: refusing the call rather than serving it unaudited"
-                );
-                AuditFull
-            })
+            .map_err(|_| self.refuse("audit queue full"))
+    }
+
+    /// `Err` (counted) while the writer cannot write the file.
+    fn writable(&self) -> Result<(), AuditFull> {
+        if self.failing.load(Ordering::Acquire) {
+            return Err(self.refuse("audit file not writable"));
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, why: &str) -> AuditFull {
+        if let Some(counter) = &self.refused {
+            counter.inc();
+        }
+        tracing::error!("{why}: refusing the request rather than serving it unaudited");
+        AuditFull
     }
 
     /// Waits until everything recorded so far is written and flushed (at shutdown).
@@ -198,35 +220,84 @@ impl Audit {
     }
 }
 
-/// The writer thread: takes what is queued, writes it, and flushes whenever the queue runs
-/// empty (so a quiet log is on disk at once) or, under a steady stream, every
-/// [`FLUSH_INTERVAL`]. Ends, flushing, when every sender is gone.
-fn write_until_closed(mut rx: mpsc::Receiver<Message>, mut sink: Sink) {
-    let mut last_flush = std::time::Instant::now();
-    while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(message) = next {
-            match message {
-                Message::Event(event) => sink.write(&event),
-                Message::Flush(done) => {
-                    sink.flush();
-                    last_flush = std::time::Instant::now();
-                    let _ = done.send(());
+/// The writer thread's side: the sink, and the flag that tells requests it cannot write.
+struct Writer {
+    sink: Sink,
+    failing: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Takes what is queued, writes it, and flushes whenever the queue runs empty (so a quiet
+    /// log is on disk at once) or, under a steady stream, every [`FLUSH_INTERVAL`]. After a
+    /// failed write it retries every [`RETRY_INTERVAL`] (what is buffered is kept) while
+    /// requests are refused. Ends, flushing, when every sender is gone.
+    fn write_until_closed(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut last_flush = std::time::Instant::now();
+        loop {
+            let first = if self.failing.load(Ordering::Acquire) {
+                match rx.try_recv() {
+                    Ok(message) => message,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(RETRY_INTERVAL);
+                        self.flush();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
-                Message::Reopen => sink.reopen(),
+            } else {
+                match rx.blocking_recv() {
+                    Some(message) => message,
+                    None => break,
+                }
+            };
+            let mut next = Some(first);
+            let mut handled = 0;
+            while let Some(message) = next {
+                match message {
+                    Message::Event(event) => {
+                        let written = self.sink.write(&event);
+                        self.note(written);
+                    }
+                    Message::Flush(done) => {
+                        self.flush();
+                        last_flush = std::time::Instant::now();
+                        let _ = done.send(());
+                    }
+                    Message::Reopen => self.sink.reopen(),
+                }
+                handled += 1;
+                if handled % BATCH == 0 && last_flush.elapsed() >= FLUSH_INTERVAL {
+                    self.flush();
+                    last_flush = std::time::Instant::now();
+                }
+                next = rx.try_recv().ok();
             }
-            handled += 1;
-            if handled % BATCH == 0 && last_flush.elapsed() >= FLUSH_INTERVAL {
-                sink.flush();
-                last_flush = std::time::Instant::now();
-            }
-            next = rx.try_recv().ok();
+            self.flush();
+            last_flush = std::time::Instant::now();
         }
-        sink.flush();
-        last_flush = std::time::Instant::now();
+        self.flush();
     }
-    sink.flush();
+
+    fn flush(&mut self) {
+        let flushed = self.sink.flush();
+        self.note(flushed);
+    }
+
+    /// Records whether the file could be written, logging each change once.
+    fn note(&self, result: std::io::Result<()>) {
+        match result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!("the audit log is writable again; requests are served again");
+                }
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::error!(%error, "audit write failed: refusing requests until it can write");
+                }
+            }
+        }
+    }
 }
 
 /// Where lines go.
@@ -249,27 +320,19 @@ impl Sink {
         }
     }
 
-    fn write(&mut self, event: &AuditEvent) {
-        let Ok(mut line) = serde_json::to_vec(event) else {
-            return;
-        };
+    fn write(&mut self, event: &AuditEvent) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
-        let result = match self {
+        match self {
             Sink::Stdout => std::io::stdout().lock().write_all(&line),
             Sink::File { file, .. } => file.write_all(&line),
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "audit write failed");
         }
     }
 
-    fn flush(&mut self) {
-        let result = match self {
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
             Sink::Stdout => std::io::stdout().lock().flush(),
             Sink::File { file, .. } => file.flush(),
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "audit flush failed");
         }
     }
 
@@ -373,6 +436,7 @@ mod tests {
         let audit = Audit {
             tx,
             refused: Some(refused.clone()),
+            failing: Arc::default(),
         };
         let event = || AuditEvent::new("ProxyCredentialUse", "r", Outcome::Success);
         assert!(audit.record(event()).is_ok());

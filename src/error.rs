@@ -33,7 +33,7 @@ pub enum ProxyError {
     VaultUnavailable(String),
     #[error("credential provider failed: {0}")]
     CredentialProvider(String),
-    #[error("the audit queue is full")]
+    #[error("the audit log cannot record (queue full or file not writable)")]
     AuditUnavailable,
     #[error("the user holds the most consent sessions allowed")]
     TooManyConsentSessions,

@@ -290,6 +290,25 @@ fn with_vault<T>(
     })
 }
 
+/// As [`with_vault`], reading only the config's `[vault]` table (a provider's `env:` secret
+/// missing here does not stop a key rotation).
+fn with_vault_only<T>(
+    path: &Path,
+    work: impl AsyncFnOnce(&keygate::vault::Vault) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let config = config::load_vault(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let vault = keygate::vault::Vault::open(&config, None).await?;
+        let result = work(&vault).await;
+        vault.store().close().await;
+        result
+    })
+}
+
 fn print_token(path: &Path, workload: &str, user: Option<String>) -> anyhow::Result<()> {
     with_vault(path, async |config, vault| {
         let tokens = WorkloadTokens::load(vault, config.server.public_url.as_str()).await?;
@@ -354,7 +373,7 @@ fn vault_command(command: VaultCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        VaultCommand::RotateKey { config } => with_vault(&config, async |_, vault| {
+        VaultCommand::RotateKey { config } => with_vault_only(&config, async |vault| {
             let report = vault.rotate().await?;
             println!(
                 "re-sealed {} records under key {} ({} already current, {} changed meanwhile, {} unreadable)",

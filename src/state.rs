@@ -184,8 +184,12 @@ impl AppState {
                         "listen addresses and TLS on/off take effect only after a restart"
                     );
                 }
-                if loaded.config.vault.store != current.config.vault.store {
-                    tracing::warn!("vault settings take effect only after a restart");
+                if loaded.config.vault.store != current.config.vault.store
+                    || loaded.config.vault.cache_capacity != current.config.vault.cache_capacity
+                {
+                    tracing::warn!(
+                        "vault.store and vault.cache_capacity take effect only after a restart"
+                    );
                 }
                 if new.extra_ca_certs != old.extra_ca_certs {
                     tracing::warn!("server.extra_ca_certs takes effect only after a restart");
@@ -201,6 +205,15 @@ impl AppState {
                     },
                 )
             });
+        // Vault keys changed in the config (a new `vault.key`, the old one among
+        // `previous_keys`) apply now, or the whole reload is refused.
+        let result = result.and_then(|runtime| {
+            self.shared
+                .vault
+                .reload_keys(&runtime.config.vault)
+                .map(|()| runtime)
+                .map_err(|e| StartError::Vault(e.into()))
+        });
         // Picks up a signing key rotated with `keygate token rotate-key`.
         let result = match result {
             Ok(runtime) => self

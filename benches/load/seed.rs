@@ -41,6 +41,7 @@ async fn main() {
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into()],
         requested: vec!["read".into()],
+        lifetime_secs: None,
     });
     vault.put(&owner, &tokens).await.unwrap();
 }

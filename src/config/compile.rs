@@ -87,6 +87,43 @@ pub(super) fn compile(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     }
 }
 
+/// Only the `[vault]` table of config text (for `keygate vault` commands, which must not need
+/// the secrets of providers they never use).
+pub(super) fn compile_vault(path: &Path, text: &str) -> Result<VaultConfig, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+        ConfigError {
+            diagnostics: vec![Diagnostic {
+                severity: Severity::Error,
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })?;
+    let mut checker = Checker {
+        base_dir: match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        problems: Vec::new(),
+    };
+    let vault = checker.vault(raw.vault.as_ref());
+    let locator = Locator::new(text);
+    let diagnostics: Vec<Diagnostic> = checker
+        .problems
+        .into_iter()
+        .map(|p| locator.place(path, p))
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    if diagnostics.is_empty() {
+        Ok(vault)
+    } else {
+        Err(ConfigError { diagnostics })
+    }
+}
+
 struct Checker {
     base_dir: PathBuf,
     problems: Vec<Problem>,

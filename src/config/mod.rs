@@ -252,6 +252,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     load_str(path, &text)
 }
 
+/// Reads only the `[vault]` table of the config file at `path` (nothing else is resolved).
+pub fn load_vault(path: &Path) -> Result<VaultConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+    compile::compile_vault(path, &text)
+}
+
 /// Validates and compiles config text; `path` names it in messages and anchors relative paths.
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     compile::compile(path, text)

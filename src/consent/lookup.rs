@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::refresh::{self, EXPIRY_MARGIN_SECS, RefreshError};
+use super::refresh::{self, RefreshError};
 use crate::providers::oauth::OAuthClient;
 use crate::state::AppState;
 use crate::vault::{Credential, Owner, store};
@@ -43,10 +43,7 @@ pub async fn user_token(
     if !tokens.covers(scopes) {
         return Ok(Lookup::Consent(union(&tokens.requested, scopes)));
     }
-    if tokens
-        .expires_at
-        .is_none_or(|at| at > store::now() + EXPIRY_MARGIN_SECS)
-    {
+    if !tokens.due_for_refresh(store::now()) {
         return Ok(Lookup::Token(tokens.access_token.clone()));
     }
     let (Some(_), Some(client)) = (&tokens.refresh_token, client) else {

@@ -533,6 +533,8 @@ pub async fn complete(
         expires_at,
         scopes,
         requested: session.scopes.clone(),
+        // The exchange happened moments ago: what is left is (about) the lifetime.
+        lifetime_secs: expires_at.map(|at| (at - store::now()).max(0)),
     });
     vault
         .put(

@@ -24,9 +24,6 @@ pub enum RefreshError {
     Vault(VaultError),
 }
 
-/// A vaulted user token this close to expiry is refreshed (or, without a refresh token, not used).
-pub const EXPIRY_MARGIN_SECS: i64 = 60;
-
 /// Refreshes the entry: because it is near expiry, or (`rejected`) because the resource server
 /// refused that access token before its time.
 pub async fn refresh(
@@ -36,6 +33,16 @@ pub async fn refresh(
     request_id: &str,
     rejected: Option<&str>,
 ) -> Result<Arc<SecretString>, RefreshError> {
+    // A refresh that failed moments ago is not tried again yet (a provider refusing or down is
+    // not called once per request).
+    if let Err(cooling) = client.cooldown.check(&client.provider, owner) {
+        state
+            .metrics()
+            .token_requests_total
+            .with_label_values(&[client.provider.as_str(), "refresh_token", cooling.result()])
+            .inc();
+        return Err(RefreshError::Provider(cooling));
+    }
     // One refresh per token across the fleet: replicas take turns, and whoever comes second
     // finds the refreshed token below and uses it.
     let lock = state
@@ -66,9 +73,7 @@ async fn refresh_locked(
     // Someone refreshed it while we waited.
     let still_current = match rejected {
         Some(rejected) => tokens.access_token.expose_secret() == rejected,
-        None => tokens
-            .expires_at
-            .is_some_and(|at| at <= store::now() + EXPIRY_MARGIN_SECS),
+        None => tokens.due_for_refresh(store::now()),
     };
     if !still_current {
         return Ok(Arc::new(tokens.access_token.clone()));
@@ -77,6 +82,10 @@ async fn refresh_locked(
         return Err(RefreshError::ConsentNeeded);
     };
     let result = client.refresh(refresh_token.expose_secret()).await;
+    // `invalid_grant` is settled below (the entry goes, consent is asked); other failures cool.
+    if !matches!(&result, Err(ProviderError::Refused { error, .. }) if error == "invalid_grant") {
+        client.cooldown.record(owner, &result);
+    }
     let label = match &result {
         Ok(_) => "success",
         Err(e) => e.result(),
@@ -111,6 +120,9 @@ async fn refresh_locked(
                     crate::providers::scopes::parse_granted,
                 ),
                 requested: tokens.requested.clone(),
+                lifetime_secs: response
+                    .expires_in
+                    .map(crate::vault::credential::lifetime_secs),
             };
             // Stored before use: a rotated refresh token is never lost.
             let expires_at = renewed.expires_at;

@@ -129,6 +129,7 @@ impl From<&ProviderError> for ApiError {
         match error {
             ProviderError::Refused { .. }
             | ProviderError::NoToken { .. }
+            | ProviderError::CoolingDown { .. }
             | ProviderError::BadAnswer { .. } => ApiError::Unavailable(error.to_string()),
             ProviderError::Unreachable { provider, .. } => {
                 ApiError::Unavailable(format!("credential provider {provider} cannot be reached"))

@@ -46,10 +46,7 @@ impl<'a> Grant<'a> {
     }
 }
 
-/// Seconds before expiry at which a token is replaced: a minute, or a quarter of a short life.
-fn refresh_margin(lifetime: i64) -> i64 {
-    (lifetime / 4).clamp(0, 60)
-}
+use crate::vault::credential::refresh_margin;
 
 /// The vaulted token, while it may still be used (its vaulted expiry is its use-until time).
 fn usable(stored: Option<&Credential>) -> Option<SecretString> {
@@ -147,6 +144,16 @@ impl M2mTokens {
         fetched
     }
 
+    fn count(&self, client: &OAuthClient, error: &ProviderError) {
+        self.token_requests
+            .with_label_values(&[
+                client.provider.as_str(),
+                "client_credentials",
+                error.result(),
+            ])
+            .inc();
+    }
+
     /// One fetch per token across the fleet: under the vault's lock, whoever comes second finds
     /// the first one's token in the vault.
     async fn fetch(
@@ -156,6 +163,10 @@ impl M2mTokens {
         owner: &Owner,
         grant: Grant<'_>,
     ) -> Result<SecretString, CredentialError> {
+        if let Err(cooling) = client.cooldown.check(&client.provider, owner) {
+            self.count(client, &cooling);
+            return Err(cooling.into());
+        }
         let lock = vault.lock(owner).await?;
         let result = self.fetch_locked(vault, client, owner, grant).await;
         lock.release().await;
@@ -176,6 +187,7 @@ impl M2mTokens {
         let response = client
             .client_credentials_for(grant.scopes, grant.resources, grant.audiences)
             .await;
+        client.cooldown.record(owner, &response);
         let result = match &response {
             Ok(_) => "success",
             Err(e) => e.result(),
@@ -198,6 +210,7 @@ impl M2mTokens {
             expires_at: Some(store::now() + lifetime - refresh_margin(lifetime)),
             scopes: granted,
             requested: grant.scopes.to_vec(),
+            lifetime_secs: None,
         });
         vault.put(owner, &credential).await?;
         tracing::debug!(provider = %client.provider, workload = %owner.workload, "fetched an M2M token");

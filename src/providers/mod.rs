@@ -3,6 +3,7 @@
 //! the machine-to-machine token cache ([`m2m`]).
 
 mod answer;
+pub mod cooldown;
 pub mod m2m;
 pub mod oauth;
 pub mod scopes;
@@ -42,6 +43,8 @@ pub enum ProviderError {
     },
     #[error("provider {provider}: {message}")]
     Config { provider: String, message: String },
+    #[error("provider {provider} failed moments ago; not asking again yet")]
+    CoolingDown { provider: String },
 }
 
 impl ProviderError {
@@ -60,6 +63,7 @@ impl ProviderError {
             ProviderError::NoToken { .. }
             | ProviderError::BadAnswer { .. }
             | ProviderError::Config { .. } => "error",
+            ProviderError::CoolingDown { .. } => "cooldown",
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct OAuthClient {
     config: OAuth2Provider,
     http: UpstreamClient,
     endpoints: OnceCell<Endpoints>,
+    /// Recent failed token requests, per vault entry.
+    pub cooldown: super::cooldown::Cooldown,
 }
 
 impl OAuthClient {
@@ -42,6 +44,7 @@ impl OAuthClient {
             config,
             http,
             endpoints: OnceCell::new(),
+            cooldown: super::cooldown::Cooldown::default(),
         }
     }
 

@@ -31,9 +31,25 @@ pub struct OAuthTokens {
     /// Scopes the consent that produced these tokens asked for (kept across refreshes). Empty
     /// for records written before keygate recorded them.
     pub requested: Vec<String>,
+    /// Seconds the access token was issued for (`expires_in`), when known: the refresh margin
+    /// is a share of it. `None` for records written before keygate kept it.
+    pub lifetime_secs: Option<i64>,
+}
+
+/// Seconds before expiry at which a token is replaced: a minute, or a quarter of a short life
+/// (a token living 30 s is used for 23 s, not refreshed on every request).
+pub fn refresh_margin(lifetime: i64) -> i64 {
+    (lifetime / 4).clamp(0, 60)
 }
 
 impl OAuthTokens {
+    /// Whether the access token is due for refresh at `now`: within [`refresh_margin`] of its
+    /// expiry (a minute when its lifetime is unknown).
+    pub fn due_for_refresh(&self, now: i64) -> bool {
+        let margin = self.lifetime_secs.map_or(60, refresh_margin);
+        self.expires_at.is_some_and(|at| at <= now + margin)
+    }
+
     /// Whether this token set serves a request for `wanted` scopes: each one was asked for by
     /// the consent that produced the tokens, or the provider granted it under that very name.
     /// Never decided by how a provider spells its grant alone, so a completed consent always
@@ -97,6 +113,7 @@ impl Credential {
                 expires_at: t.expires_at,
                 scopes: t.scopes.clone(),
                 requested: t.requested.clone(),
+                lifetime_secs: t.lifetime_secs,
             },
             Credential::Secret(s) => Wire::Secret {
                 value: s.expose_secret().to_string(),
@@ -113,12 +130,14 @@ impl Credential {
                 expires_at,
                 scopes,
                 requested,
+                lifetime_secs,
             } => Credential::OAuth(OAuthTokens {
                 access_token: access_token.into(),
                 refresh_token: refresh_token.map(Into::into),
                 expires_at,
                 scopes,
                 requested,
+                lifetime_secs,
             }),
             Wire::Secret { value } => Credential::Secret(value.into()),
         })
@@ -135,6 +154,8 @@ enum Wire {
         scopes: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         requested: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lifetime_secs: Option<i64>,
     },
     Secret {
         value: String,
@@ -153,6 +174,7 @@ mod tests {
             expires_at: Some(42),
             scopes: vec!["read".into()],
             requested: vec!["read".into(), "openid".into()],
+            lifetime_secs: None,
         });
         let back = Credential::from_wire(&c.to_wire().unwrap()).unwrap();
         let Credential::OAuth(t) = back else {
@@ -179,6 +201,7 @@ mod tests {
             expires_at: None,
             scopes: vec!["a".into(), "b".into()],
             requested: vec![],
+            lifetime_secs: None,
         };
         assert!(t.covers(&["a".into()]));
         assert!(!t.covers(&["a".into(), "c".into()]));
@@ -199,6 +222,7 @@ mod tests {
             // oidc-provider with resource indicators echoes only the resource's scopes.
             scopes: strings(&["api:read"]),
             requested: strings(&["openid", "offline_access", "api:read"]),
+            lifetime_secs: None,
         };
         assert!(t.covers(&strings(&["openid", "offline_access", "api:read"])));
         assert!(t.covers(&strings(&["api:read"])), "a subset of the consent");
@@ -208,6 +232,7 @@ mod tests {
         );
         let records_before_requested = OAuthTokens {
             requested: vec![],
+            lifetime_secs: None,
             ..t.clone()
         };
         assert!(!records_before_requested.covers(&strings(&["openid"])));
@@ -221,5 +246,26 @@ mod tests {
         };
         assert!(t.requested.is_empty());
         assert!(t.covers(&["s".to_string()]));
+    }
+
+    #[test]
+    fn short_lived_tokens_are_refreshed_a_quarter_before_expiry() {
+        let t = |lifetime: Option<i64>| OAuthTokens {
+            access_token: "a".to_string().into(),
+            refresh_token: None,
+            expires_at: Some(1000 + 30),
+            scopes: vec![],
+            requested: vec![],
+            lifetime_secs: lifetime,
+        };
+        // 30 s left of a 30 s token: used until 7 s before expiry.
+        assert!(!t(Some(30)).due_for_refresh(1000));
+        assert!(!t(Some(30)).due_for_refresh(1022));
+        assert!(t(Some(30)).due_for_refresh(1023));
+        // Unknown lifetime (older records): a minute.
+        assert!(t(None).due_for_refresh(1000));
+        // Long-lived: a minute.
+        assert!(t(Some(3600)).due_for_refresh(1000));
+        assert_eq!(refresh_margin(120), 30);
     }
 }

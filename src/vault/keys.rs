@@ -26,6 +26,11 @@ pub enum KeyError {
     },
     #[error("random number generator failed")]
     Random,
+    #[error(
+        "the new vault keys leave out the current key {0}, which sealed records: list it in \
+         vault.previous_keys until `keygate vault rotate-key` has re-sealed them"
+    )]
+    CurrentKeyDropped(String),
 }
 
 /// One key-encryption key. `Debug` never shows the key.
@@ -102,6 +107,11 @@ impl KeyRing {
             .map(load_key)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(KeyRing { current, previous })
+    }
+
+    /// Whether this ring opens records sealed by the key named `id`.
+    pub fn knows(&self, id: &str) -> bool {
+        self.find(id).is_some()
     }
 
     pub fn find(&self, id: &str) -> Option<&Kek> {

@@ -14,7 +14,7 @@ pub mod seal;
 pub mod store;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -210,6 +210,9 @@ pub struct Vault {
     cache: Cache<Owner, Arc<Credential>>,
     metrics: Option<VaultMetrics>,
     last_change: AtomicI64,
+    /// The last write failed (a full disk, a read-only database): readiness fails until a write
+    /// or the change watcher's probe succeeds again.
+    writes_failing: AtomicBool,
 }
 
 impl Vault {
@@ -232,6 +235,7 @@ impl Vault {
                 .build(),
             metrics,
             last_change: AtomicI64::new(last_change),
+            writes_failing: AtomicBool::new(false),
         }))
     }
 
@@ -245,6 +249,61 @@ impl Vault {
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.breaker.guard(call, || self.store.saturated()).await
+    }
+
+    /// Runs a store write behind the breaker and notes whether the store can write.
+    async fn written<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = self.guarded(call).await;
+        self.note_write(result.is_ok());
+        result
+    }
+
+    fn note_write(&self, ok: bool) {
+        let was_failing = self.writes_failing.swap(!ok, Ordering::AcqRel);
+        if was_failing && ok {
+            tracing::info!("the vault store accepts writes again");
+        } else if !was_failing && !ok {
+            tracing::error!("a vault store write failed: not ready until writes succeed again");
+        }
+    }
+
+    /// Whether the last write to the store failed (and no probe has succeeded since).
+    pub fn writes_failing(&self) -> bool {
+        self.writes_failing.load(Ordering::Acquire)
+    }
+
+    /// While writes fail, tries a write that changes nothing, so readiness recovers on its own
+    /// once the store can write again (no traffic reaches a pod that is not ready).
+    async fn probe_writes(&self) {
+        if self.writes_failing() {
+            let ok = self.guarded(self.store.probe_write()).await.is_ok();
+            if ok {
+                self.note_write(true);
+            }
+        }
+    }
+
+    /// Loads the keys of `config` (a SIGHUP reload): records are sealed by its current key from
+    /// now on, and those sealed by any of its keys open. Refused, keeping the keys in use, when
+    /// the new keys leave out the current one (records it sealed would no longer open).
+    pub fn reload_keys(&self, config: &VaultConfig) -> Result<(), KeyError> {
+        let ring = KeyRing::load(&config.key, &config.previous_keys)?;
+        let current = self.ring.load();
+        if !ring.knows(&current.current.id) {
+            return Err(KeyError::CurrentKeyDropped(current.current.id.clone()));
+        }
+        if ring.current.id != current.current.id {
+            tracing::info!(
+                from = %current.current.id,
+                to = %ring.current.id,
+                "vault key changed: new records are sealed by the new key"
+            );
+        }
+        self.ring.store(Arc::new(ring));
+        Ok(())
     }
 
     pub fn current_key_id(&self) -> String {
@@ -342,7 +401,7 @@ impl Vault {
         expires_at: Option<i64>,
     ) -> Result<(), VaultError> {
         let entry = self.seal_entry(owner, credential, expires_at)?;
-        self.guarded(self.store.put(&entry)).await?;
+        self.written(self.store.put(&entry)).await?;
         self.cache.invalidate(owner).await;
         Ok(())
     }
@@ -380,7 +439,7 @@ impl Vault {
         credential: &Credential,
     ) -> Result<bool, VaultError> {
         let entry = self.seal_entry(owner, credential, credential.expires_at())?;
-        let inserted = self.guarded(self.store.insert_new(&entry)).await?;
+        let inserted = self.written(self.store.insert_new(&entry)).await?;
         self.cache.invalidate(owner).await;
         Ok(inserted)
     }
@@ -439,7 +498,7 @@ impl Vault {
     ) -> Result<bool, VaultError> {
         let entry = self.seal_entry(owner, credential, expires_at)?;
         let replaced = self
-            .guarded(self.store.replace_version(&entry, version))
+            .written(self.store.replace_version(&entry, version))
             .await?;
         self.cache.invalidate(owner).await;
         Ok(replaced)
@@ -479,13 +538,13 @@ impl Vault {
     /// later ones get `None`, and so does everyone once it has expired.
     pub async fn take(&self, owner: &Owner) -> Result<Option<Credential>, VaultError> {
         self.cache.invalidate(owner).await;
-        let entry = self.guarded(self.store.take(owner)).await?;
+        let entry = self.written(self.store.take(owner)).await?;
         Ok(entry.and_then(|e| self.open_live(owner, &e)))
     }
 
     /// Deletes the record for `owner`; true when there was one.
     pub async fn delete(&self, owner: &Owner) -> Result<bool, VaultError> {
-        let deleted = self.guarded(self.store.delete(owner)).await?;
+        let deleted = self.written(self.store.delete(owner)).await?;
         self.cache.invalidate(owner).await;
         Ok(deleted)
     }
@@ -542,6 +601,7 @@ impl Vault {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(vault) = weak.upgrade() else { return };
+                vault.probe_writes().await;
                 if let Err(error) = vault.sync_changes().await {
                     tracing::warn!(%error, "vault change log not read; cached values may be stale until it is");
                 }

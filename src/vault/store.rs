@@ -6,9 +6,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
 
@@ -205,6 +207,60 @@ macro_rules! record_change {
     };
 }
 
+/// Starts a write transaction. SQLite: `BEGIN IMMEDIATE`, which takes the write lock at once and
+/// fails if the connection is still inside a transaction, so a write is never nested in one left
+/// open (whose `COMMIT` would then commit nothing).
+trait BeginWrite {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// Whether an SQLite connection going back to the pool may be reused: only outside any
+/// transaction. After a failed statement (a full disk) SQLite may have ended the transaction
+/// itself or kept it open, so sqlx's idea of it can be wrong either way: a connection kept inside
+/// a transaction would hold the write lock and turn later writes into savepoints that never
+/// commit. `BEGIN` fails inside a transaction; it runs after any rollback sqlx queued.
+fn sqlite_reusable(conn: &mut SqliteConnection, _: PoolConnectionMetadata) -> ReleaseCheck<'_> {
+    Box::pin(async move {
+        let reusable = sqlx::Executor::execute(&mut *conn, "BEGIN").await.is_ok()
+            && sqlx::Executor::execute(&mut *conn, "ROLLBACK")
+                .await
+                .is_ok()
+            && !conn.is_in_transaction();
+        if !reusable {
+            tracing::warn!("a vault connection was left inside a transaction; closing it");
+        }
+        Ok(reusable)
+    })
+}
+
+/// What a pool's `after_release` check returns: keep the connection or close it.
+type ReleaseCheck<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
+
+/// As [`sqlite_reusable`], for PostgreSQL (whose rollbacks sqlx tracks itself).
+fn postgres_reusable(conn: &mut PgConnection, _: PoolConnectionMetadata) -> ReleaseCheck<'_> {
+    let reusable = !conn.is_in_transaction();
+    if !reusable {
+        tracing::warn!("a vault connection was left inside a transaction; closing it");
+    }
+    Box::pin(std::future::ready(Ok(reusable)))
+}
+
 /// A fleet-wide lock held until [`StoreLock::release`] (or drop, which releases it when the
 /// connection is next used).
 pub struct StoreLock {
@@ -219,8 +275,81 @@ impl StoreLock {
     }
 }
 
+/// Longest a fleet-wide lock's session may sit idle in its transaction before PostgreSQL ends
+/// it (releasing the lock). As long as a refresh may take (a discovery fetch and a token
+/// request, 5 s each at most; a holder ended sooner only loses the lock, its write is still a
+/// compare-and-swap), and shorter than a waiter waits, so a vanished holder blocks a user for
+/// seconds, not hours.
+pub const LOCK_HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// A waiter for a lock looks for stale holders this often.
+const LOCK_ATTEMPT: Duration = Duration::from_secs(3);
+
+/// One attempt at the advisory lock for `key`, waiting at most `wait`.
+async fn try_lock(
+    pool: &PgPool,
+    key: i64,
+    wait: Duration,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = '{}ms'",
+        LOCK_HOLD_LIMIT.as_millis()
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "SET LOCAL lock_timeout = '{}ms'",
+        wait.as_millis().max(1)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// PostgreSQL's `lock_not_available`: the lock was not granted within `lock_timeout`.
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "55P03")
+}
+
+/// Ends the sessions holding the advisory lock `key` that have sat idle in their transaction
+/// for longer than [`LOCK_HOLD_LIMIT`] (their holder is gone; PostgreSQL rolls them back).
+async fn end_stale_holders(pool: &PgPool, key: i64) -> Result<(), sqlx::Error> {
+    // A bigint advisory key is stored as two 32-bit halves (classid high, objid low).
+    let bits = u64::from_ne_bytes(key.to_ne_bytes());
+    let (high, low) = (
+        i64::try_from(bits >> 32).unwrap_or(0),
+        i64::try_from(bits & 0xffff_ffff).unwrap_or(0),
+    );
+    let ended = sqlx::query(
+        "SELECT pg_terminate_backend(a.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.classid::bigint = $1 AND l.objid::bigint = $2
+           AND a.state IN ('idle in transaction', 'idle in transaction (aborted)')
+           AND a.state_change < now() - make_interval(secs => $3)",
+    )
+    .bind(high)
+    .bind(low)
+    .bind(LOCK_HOLD_LIMIT.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    if !ended.is_empty() {
+        tracing::warn!(
+            sessions = ended.len(),
+            "ended database sessions that held a vault lock while idle (their holder is gone)"
+        );
+    }
+    Ok(())
+}
+
 /// The advisory-lock key of an owner: 64 bits of a SHA-256 over its fields.
-fn lock_key(owner: &Owner) -> i64 {
+pub fn lock_key(owner: &Owner) -> i64 {
     let text = format!(
         "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
         owner.kind,
@@ -272,6 +401,7 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(sqlite_reusable)
                 .connect_with(options)
                 .await?;
             Store::Sqlite(pool)
@@ -279,6 +409,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(10)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(postgres_reusable)
                 .connect(url)
                 .await?;
             Store::Postgres(pool)
@@ -431,7 +562,7 @@ impl Store {
             scopes = excluded.scopes, updated_at = excluded.updated_at";
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             bind_record!(bind_owner!(sqlx::query(SQL), o), entry)
                 .execute(&mut *tx)
                 .await?;
@@ -465,7 +596,7 @@ impl Store {
             ON CONFLICT (kind, workload, user_issuer, user_id, provider, qualifier) DO NOTHING";
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = bind_record!(bind_owner!(sqlx::query(SQL), o), entry)
                 .execute(&mut *tx)
                 .await?;
@@ -487,7 +618,7 @@ impl Store {
         );
         let o = &entry.owner;
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = bind_record!(bind_owner!(sqlx::query(&sql), o), entry)
                 .bind(expected)
                 .execute(&mut *tx)
@@ -518,7 +649,7 @@ impl Store {
     pub async fn delete(&self, owner: &Owner) -> Result<bool, StoreError> {
         let sql = format!("DELETE FROM vault_entries WHERE {OWNER_MATCH}");
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = bind_owner!(sqlx::query(&sql), owner)
                 .execute(&mut *tx)
                 .await?;
@@ -550,7 +681,7 @@ impl Store {
             "DELETE FROM vault_entries WHERE {OWNER_MATCH} RETURNING sealed, kek_id, record_version, expires_at, scopes, updated_at"
         );
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row = bind_owner!(sqlx::query(&sql), owner)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -566,22 +697,27 @@ impl Store {
     /// Holds a fleet-wide lock on `owner` until released (PostgreSQL: a transaction-scoped
     /// advisory lock, so replicas refreshing the same token take turns; waits at most `wait`).
     /// SQLite serves one process, whose callers already merge concurrent work: no lock.
+    ///
+    /// The lock is bounded: its session is ended by PostgreSQL once idle in its transaction for
+    /// [`LOCK_HOLD_LIMIT`] (a replica that vanished while its connection stays open), and a
+    /// waiter ends holders idle that long which lack that limit (older versions, other tools).
     pub async fn lock(&self, owner: &Owner, wait: Duration) -> Result<StoreLock, StoreError> {
-        match self {
-            Store::Sqlite(_) => Ok(StoreLock { tx: None }),
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(&format!(
-                    "SET LOCAL lock_timeout = '{}ms'",
-                    wait.as_millis()
-                ))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(lock_key(owner))
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(StoreLock { tx: Some(tx) })
+        let Store::Postgres(pool) = self else {
+            return Ok(StoreLock { tx: None });
+        };
+        let key = lock_key(owner);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = remaining.min(LOCK_ATTEMPT);
+            match try_lock(pool, key, attempt).await {
+                Ok(tx) => return Ok(StoreLock { tx: Some(tx) }),
+                Err(error) if is_lock_timeout(&error) && attempt < remaining => {
+                    if let Err(error) = end_stale_holders(pool, key).await {
+                        tracing::warn!(%error, "could not look for stale vault lock holders");
+                    }
+                }
+                Err(error) => return Err(error.into()),
             }
         }
     }
@@ -614,6 +750,18 @@ impl Store {
                 .is_ok())
         };
         tokio::time::timeout(timeout, ping).await.unwrap_or(false)
+    }
+
+    /// A write that changes nothing (readiness: can the store write at all, e.g. with a full
+    /// disk?). Returns once committed.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE keygate_schema SET applied_at = applied_at WHERE version = 1";
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(SQL).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Replaces a record only if it still holds `expected` (compare-and-swap), so a key

@@ -7,7 +7,7 @@ use http::StatusCode;
 
 use crate::common::*;
 
-fn config(upstream: &Upstream, audit_path: &str) -> String {
+pub(crate) fn config(upstream: &Upstream, audit_path: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -40,7 +40,7 @@ upstream = "{up}/"
     )
 }
 
-fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

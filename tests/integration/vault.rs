@@ -156,6 +156,7 @@ pub fn tokens(access: &str) -> Credential {
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["read".into(), "write".into()],
         requested: vec!["read".into(), "write".into()],
+        lifetime_secs: None,
     })
 }
 
@@ -657,6 +658,45 @@ async fn postgres_locks_serialise_work_on_one_owner_across_replicas() {
         .expect("b never got the lock after a released it")
         .unwrap();
     assert!(waited >= std::time::Duration::from_millis(500));
+}
+
+/// A replica that vanished while holding a lock (its connection stays open, idle in the lock's
+/// transaction): another replica still gets the lock within its wait (issue 21.4), instead of
+/// every request waiting and failing until TCP keepalive ends the dead session hours later.
+#[tokio::test]
+async fn a_vanished_keygate_lock_holder_is_ended_and_the_lock_taken_over() {
+    let backend = Backend::postgres().await;
+    let (a, _) = backend.vault("vault.key", &[]).await;
+    let (b, _) = backend.vault("vault.key", &[]).await;
+    let held = a.lock(&user("alice")).await.unwrap();
+    // Its holder is gone; the connection (and its transaction) are not.
+    std::mem::forget(held);
+    let lock = b
+        .lock(&user("alice"))
+        .await
+        .expect("the lock of a vanished holder was never released");
+    lock.release().await;
+}
+
+/// As above, with the lock held by a session that sets no limit of its own (another tool, an
+/// older keygate): waiters end it once it has sat idle longer than a refresh may take.
+#[tokio::test]
+async fn a_raw_session_idle_on_the_lock_is_ended_and_the_lock_taken_over() {
+    let backend = Backend::postgres().await;
+    let (b, _) = backend.vault("vault.key", &[]).await;
+    let mut holder = sqlx::PgConnection::connect(&backend.store).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(keygate::vault::store::lock_key(&user("alice")))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let lock = b
+        .lock(&user("alice"))
+        .await
+        .expect("an idle session kept the lock past the waiter's wait");
+    lock.release().await;
+    drop(holder);
 }
 
 #[tokio::test]
