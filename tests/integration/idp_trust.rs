@@ -80,6 +80,7 @@ async fn vault_token_for(gw: &TestGateway, issuer: &str, user: &str, secret: &st
         expires_at: Some(keygate::vault::store::now() + 3600),
         scopes: vec!["tools".into()],
         requested: vec!["tools".into()],
+        lifetime_secs: None,
     });
     gw.state.vault().put(&owner, &tokens).await.unwrap();
 }
