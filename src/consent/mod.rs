@@ -57,6 +57,9 @@ pub enum Status {
         refresh_token: Option<String>,
         expires_at: Option<i64>,
         scopes: Vec<String>,
+        /// The access token's lifetime as the provider gave it (`expires_in`).
+        #[serde(default)]
+        lifetime_secs: Option<i64>,
     },
     Failed {
         reason: String,
@@ -429,6 +432,9 @@ pub async fn callback(
             expires_at: tokens
                 .expires_in
                 .map(|s| store::now() + crate::vault::credential::lifetime_secs(s)),
+            lifetime_secs: tokens
+                .expires_in
+                .map(crate::vault::credential::lifetime_secs),
             scopes: tokens.scope.as_deref().map_or_else(
                 || session.scopes.clone(),
                 crate::providers::scopes::parse_granted,
@@ -502,7 +508,7 @@ pub async fn complete(
     let id = session_id(session_uri).ok_or(ConsentError::UnknownSession)?;
     let owner = session_owner(id);
     let (version, mut session) = load_versioned(vault, &owner).await?;
-    let (access_token, refresh_token, expires_at, scopes) = match &session.status {
+    let (access_token, refresh_token, expires_at, scopes, lifetime_secs) = match &session.status {
         Status::Pending => return Err(ConsentError::NotReady),
         Status::Failed { reason } => return Err(ConsentError::Failed(reason.clone())),
         Status::Completed | Status::Redeemed => return Err(ConsentError::AlreadyUsed),
@@ -511,11 +517,14 @@ pub async fn complete(
             refresh_token,
             expires_at,
             scopes,
+            lifetime_secs,
         } => (
             access_token.clone(),
             refresh_token.clone(),
             *expires_at,
             scopes.clone(),
+            // Sessions authorized before the lifetime was kept: what is left is about it.
+            lifetime_secs.or_else(|| expires_at.map(|at| (at - store::now()).max(0))),
         ),
     };
     if session.user != SessionUser::from(user) {
@@ -533,8 +542,7 @@ pub async fn complete(
         expires_at,
         scopes,
         requested: session.scopes.clone(),
-        // The exchange happened moments ago: what is left is (about) the lifetime.
-        lifetime_secs: expires_at.map(|at| (at - store::now()).max(0)),
+        lifetime_secs,
     });
     vault
         .put(
@@ -694,6 +702,7 @@ mod tests {
                 refresh_token: Some("s3cret-refresh".into()),
                 expires_at: None,
                 scopes: vec![],
+                lifetime_secs: None,
             },
         };
         let shown = format!("{session:?}");

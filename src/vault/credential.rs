@@ -38,8 +38,15 @@ pub struct OAuthTokens {
 
 /// Seconds before expiry at which a token is replaced: a minute, or a quarter of a short life
 /// (a token living 30 s is used for 23 s, not refreshed on every request).
-pub fn refresh_margin(lifetime: i64) -> i64 {
-    (lifetime / 4).clamp(0, 60)
+pub const fn refresh_margin(lifetime: i64) -> i64 {
+    let quarter = lifetime / 4;
+    if quarter < 0 {
+        0
+    } else if quarter > 60 {
+        60
+    } else {
+        quarter
+    }
 }
 
 impl OAuthTokens {

@@ -126,6 +126,12 @@ force_authentication = true
     )
 }
 
+/// Provider access tokens that keygate refreshes soon: a quarter of their lifetime (2 s) before
+/// they expire, so they are due 6 s after they were issued.
+pub(crate) const SHORT_TTL: u64 = 8;
+/// How long after its issue a `SHORT_TTL` token is surely due for refresh.
+pub(crate) const PAST_MARGIN: std::time::Duration = std::time::Duration::from_millis(6_500);
+
 pub(crate) fn user(id: &str) -> UserId {
     UserId {
         issuer: None,
@@ -313,7 +319,7 @@ async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
 #[tokio::test]
 async fn an_expiring_token_is_refreshed_once_for_a_burst_and_a_revoked_refresh_asks_for_consent() {
     // Access tokens live 61 s and keygate replaces them 60 s before expiry: usable for a second.
-    let (mut setup, shim) = setup_with(61, true).await;
+    let (mut setup, shim) = setup_with(SHORT_TTL, true).await;
     let shim = shim.unwrap();
     let (_, _, body) = call(&setup, "alice").await;
     let (authorization_url, session_uri) = challenge(&body);
@@ -330,7 +336,7 @@ async fn an_expiring_token_is_refreshed_once_for_a_burst_and_a_revoked_refresh_a
         _ => panic!("not an OAuth entry"),
     };
     let exchanges = shim.count();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(PAST_MARGIN).await;
 
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -369,7 +375,7 @@ async fn an_expiring_token_is_refreshed_once_for_a_burst_and_a_revoked_refresh_a
 
     // The provider forgets its grants (its store is in memory): the next refresh is refused.
     setup.provider.restart().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(PAST_MARGIN).await;
     let (status, _, body) = call(&setup, "alice").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     challenge(&body);

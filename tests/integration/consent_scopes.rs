@@ -8,7 +8,7 @@ use keygate::consent;
 use keygate::vault::Credential;
 
 use crate::common::*;
-use crate::consent::{call, challenge, consent_as, setup_scoped, user};
+use crate::consent::{PAST_MARGIN, SHORT_TTL, call, challenge, consent_as, setup_scoped, user};
 
 fn started_sessions(metrics: &str) -> f64 {
     metric_value(
@@ -27,8 +27,9 @@ pub(crate) fn metric_value(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn openid_in_the_scopes_consents_once_then_serves_and_refreshes() {
-    // Access tokens live 61 s and keygate replaces them 60 s before expiry: usable for a second.
-    let (setup, shim) = setup_scoped(61, true, r#"["openid", "offline_access", "tools"]"#).await;
+    // Short-lived access tokens: due for refresh after PAST_MARGIN.
+    let (setup, shim) =
+        setup_scoped(SHORT_TTL, true, r#"["openid", "offline_access", "tools"]"#).await;
     let shim = shim.unwrap();
     let (status, _, body) = call(&setup, "alice").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -65,7 +66,7 @@ async fn openid_in_the_scopes_consents_once_then_serves_and_refreshes() {
 
     // Past the refresh margin: refreshed once, still served, still no second consent.
     let exchanges = shim.count();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(PAST_MARGIN).await;
     let (status, _, body) = call(&setup, "alice").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let refreshed = seen(&body).header("authorization").unwrap().to_string();

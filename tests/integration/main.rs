@@ -25,6 +25,7 @@ mod oidc;
 mod oidc_interop;
 mod provider_cooldown;
 mod proxy;
+mod quickstart;
 mod replicas;
 mod small_fs;
 mod store;

@@ -865,13 +865,12 @@ impl TokenShim {
     }
 }
 
-/// Provider access tokens live this long. keygate replaces a token 60 s before its expiry, so
-/// the token is "fresh" for ACCESS_TTL - 60 s: the burst starts once the consented token has
-/// crossed that line, and the refreshed token must stay fresh for the rest of the burst (with
-/// 61 s it would stay fresh for less than a second in whole seconds, and a burst outlasting
-/// that second would rightly refresh again).
-const ACCESS_TTL: u64 = 65;
-const MARGIN: i64 = 60;
+/// Provider access tokens live this long. keygate replaces a token a quarter of its lifetime
+/// (3 s) before its expiry, so the token is "fresh" for 9 s: the burst starts once the consented
+/// token has crossed that line, and the refreshed token must stay fresh for the rest of the
+/// burst (a burst outlasting that would rightly refresh again).
+const ACCESS_TTL: u64 = 12;
+const MARGIN: i64 = keygate::vault::credential::refresh_margin(ACCESS_TTL as i64);
 
 /// alice's vaulted tokens as the store has them: (access, refresh, expires_at).
 async fn stored_tokens(vault: &Vault) -> Option<(String, Option<String>, Option<i64>)> {

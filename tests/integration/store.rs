@@ -42,10 +42,10 @@ fn seal_now() -> i64 {
 
 async fn suite(url: &str) {
     let store = Store::open(url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     // Opening again (a restart, another replica) migrates nothing twice.
     let again = Store::open(url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 4);
+    assert_eq!(again.schema_version().await.unwrap(), 5);
     again.close().await;
     let start = store.latest_change().await.unwrap();
 
