@@ -134,8 +134,11 @@ async fn answer_callback(state: &AppState, query: Option<&str>, peer: IpAddr) ->
             runtime: &runtime,
         },
         &session_state,
-        code.as_deref(),
-        error.as_deref(),
+        super::Response {
+            code: code.as_deref(),
+            error: error.as_deref(),
+            iss: query_value(query, "iss").as_deref(),
+        },
     )
     .await;
     match result {

@@ -380,8 +380,7 @@ pub async fn callback(
     public_url: &Url,
     clients: &impl Clients,
     state: &str,
-    code: Option<&str>,
-    error: Option<&str>,
+    response: Response<'_>,
 ) -> Result<Callback, ConsentError> {
     let owner = session_owner(state);
     let (version, mut session) = load_versioned(vault, &owner).await?;
@@ -392,9 +391,19 @@ pub async fn callback(
         Url::parse(&session.return_url).map_err(|_| ConsentError::UnknownSession)?;
     let session_uri = format!("{SESSION_URI_PREFIX}{state}");
     let mut exchange = None;
-    let outcome = match (code, error) {
+    let client = clients.client(&session.provider).await;
+    let issuer_ok = match &client {
+        Some(client) => match client.endpoints().await {
+            Ok(endpoints) => endpoints.accepts_response_issuer(response.iss),
+            Err(_) => response.iss.is_none(),
+        },
+        None => true,
+    };
+    let outcome = match (response.code, response.error) {
+        // RFC 9207: a response naming another issuer (a mix-up) is never exchanged.
+        _ if !issuer_ok => Err("invalid_issuer".to_string()),
         (_, Some(error)) => Err(sanitize(error)),
-        (Some(code), None) => match clients.client(&session.provider).await {
+        (Some(code), None) => match client {
             Some(client) => {
                 let exchanged = client
                     .exchange_code(code, &callback_url(public_url), &session.verifier)
@@ -480,6 +489,15 @@ pub enum Exchange {
         /// client): the operator's problem, not the user's.
         misconfigured: bool,
     },
+}
+
+/// The parameters of the provider's redirect back (the authorization response).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Response<'a> {
+    pub code: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// RFC 9207's `iss`, naming the authorization server that answered.
+    pub iss: Option<&'a str>,
 }
 
 /// The outcome of the provider's redirect back.

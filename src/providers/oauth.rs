@@ -26,6 +26,23 @@ use crate::proxy::upstream::UpstreamClient;
 pub struct Endpoints {
     pub authorization: Option<Url>,
     pub token: Url,
+    /// The authorization server's issuer, when known (discovery, or `issuer` in the config).
+    pub issuer: Option<String>,
+    /// The metadata says the authorization response carries `iss` (RFC 9207).
+    pub iss_parameter_supported: bool,
+}
+
+impl Endpoints {
+    /// Whether an authorization response's `iss` parameter is acceptable (RFC 9207 section
+    /// 2.4): when present it must be the issuer (when the issuer is known), and it must be
+    /// present when the metadata says the server sends it.
+    pub fn accepts_response_issuer(&self, iss: Option<&str>) -> bool {
+        match (iss, &self.issuer) {
+            (Some(iss), Some(issuer)) => iss == issuer,
+            (Some(_), None) => true,
+            (None, _) => !self.iss_parameter_supported,
+        }
+    }
 }
 
 pub struct OAuthClient {
@@ -110,6 +127,8 @@ impl OAuthClient {
             return Ok(Endpoints {
                 authorization: c.authorization_endpoint.clone(),
                 token: token.clone(),
+                issuer: c.issuer.clone(),
+                iss_parameter_supported: false,
             });
         }
         let discovery = match (&c.discovery_url, vendors::preset(&c.vendor)) {
@@ -137,6 +156,16 @@ impl OAuthClient {
             return Ok(Endpoints {
                 authorization: field("authorization_endpoint"),
                 token,
+                issuer: doc
+                    .json
+                    .get("issuer")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                iss_parameter_supported: doc
+                    .json
+                    .get("authorization_response_iss_parameter_supported")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             });
         }
         match vendors::preset(&c.vendor) {
@@ -145,6 +174,8 @@ impl OAuthClient {
                 Ok(Endpoints {
                     authorization: Some(self.url(&authorization.replace("{tenant}", tenant))?),
                     token: self.url(&token.replace("{tenant}", tenant))?,
+                    issuer: c.issuer.clone(),
+                    iss_parameter_supported: false,
                 })
             }
             Some(Preset::Domain(authorization, token)) => {
@@ -152,6 +183,8 @@ impl OAuthClient {
                 Ok(Endpoints {
                     authorization: Some(self.url(&authorization.replace("{domain}", domain))?),
                     token: self.url(&token.replace("{domain}", domain))?,
+                    issuer: c.issuer.clone(),
+                    iss_parameter_supported: false,
                 })
             }
             _ => Err(self.config_error("no token endpoint: set token_endpoint or discovery_url")),

@@ -213,6 +213,10 @@ pub struct Vault {
     /// The last write failed (a full disk, a read-only database): readiness fails until a write
     /// or the change watcher's probe succeeds again.
     writes_failing: AtomicBool,
+    /// A resync could not read the change log: the cache is dropped at the next good read.
+    resync_pending: AtomicBool,
+    /// Change-log sequence numbers acted on within the late-commit window, with when.
+    seen_changes: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
 }
 
 impl Vault {
@@ -236,6 +240,8 @@ impl Vault {
             metrics,
             last_change: AtomicI64::new(last_change),
             writes_failing: AtomicBool::new(false),
+            resync_pending: AtomicBool::new(false),
+            seen_changes: std::sync::Mutex::default(),
         }))
     }
 
@@ -550,17 +556,33 @@ impl Vault {
     }
 
     /// Invalidates cached values that other processes changed since the last call.
+    /// Changes already acted on are not acted on again: the late-commit window re-reads recent
+    /// rows at every sync, and dropping their owners' cached values each time would leave
+    /// recently changed entries uncached (and unavailable through a store outage).
     pub async fn sync_changes(&self) -> Result<usize, VaultError> {
         let since = self.last_change.load(Ordering::Acquire);
-        let recheck_from = store::now() - LATE_COMMIT_WINDOW_SECS;
-        let (newest, owners) = self
+        let now = store::now();
+        let recheck_from = now - LATE_COMMIT_WINDOW_SECS;
+        let changes = self
             .guarded(self.store.changes_since(since, recheck_from))
             .await?;
-        for owner in &owners {
+        let fresh: Vec<(i64, Owner)> = {
+            let mut seen = self
+                .seen_changes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            seen.retain(|_, at| *at >= recheck_from - 1);
+            changes
+                .into_iter()
+                .filter(|(seq, _)| seen.insert(*seq, now).is_none())
+                .collect()
+        };
+        let newest = fresh.iter().map(|(seq, _)| *seq).max().unwrap_or(since);
+        for (_, owner) in &fresh {
             self.cache.invalidate(owner).await;
         }
         self.last_change.fetch_max(newest, Ordering::AcqRel);
-        Ok(owners.len())
+        Ok(fresh.len())
     }
 
     /// Forgets every cached value (after notifications may have been missed).
@@ -602,8 +624,15 @@ impl Vault {
                 tokio::time::sleep(every).await;
                 let Some(vault) = weak.upgrade() else { return };
                 vault.probe_writes().await;
-                if let Err(error) = vault.sync_changes().await {
-                    tracing::warn!(%error, "vault change log not read; cached values may be stale until it is");
+                match vault.sync_changes().await {
+                    Ok(_) if vault.resync_pending.swap(false, Ordering::AcqRel) => {
+                        vault.invalidate_all();
+                        tracing::info!("vault store readable again; cache resynchronised");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "vault change log not read; cached values may be stale until it is");
+                    }
                 }
                 ticks += 1;
                 if ticks.is_multiple_of(600) {
@@ -669,11 +698,20 @@ impl Vault {
         });
     }
 
+    /// After notifications may have been missed: reads the change log, then drops the whole
+    /// cache as a safety net. While the store cannot be read the cache is kept (cached lookups
+    /// keep working through an outage) and the drop waits for the first successful read.
     async fn resync(&self, why: &str) {
-        self.invalidate_all();
         match self.sync_changes().await {
-            Ok(_) => tracing::info!("{why}; cache resynchronised"),
-            Err(error) => tracing::warn!(%error, "{why}; change log not read yet"),
+            Ok(_) => {
+                self.invalidate_all();
+                self.resync_pending.store(false, Ordering::Release);
+                tracing::info!("{why}; cache resynchronised");
+            }
+            Err(error) => {
+                self.resync_pending.store(true, Ordering::Release);
+                tracing::warn!(%error, "{why}; change log not read yet");
+            }
         }
     }
 

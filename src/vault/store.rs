@@ -805,7 +805,7 @@ impl Store {
         &self,
         seq: i64,
         recheck_from: i64,
-    ) -> Result<(i64, Vec<Owner>), StoreError> {
+    ) -> Result<Vec<(i64, Owner)>, StoreError> {
         const SQL: &str = "SELECT seq, kind, workload, user_issuer, user_id, provider, qualifier
             FROM vault_changes WHERE seq > $1 OR changed_at >= $2 ORDER BY seq LIMIT 10000";
         on_pool!(self, |pool| {
@@ -814,13 +814,11 @@ impl Store {
                 .bind(recheck_from)
                 .fetch_all(pool)
                 .await?;
-            let mut newest = seq;
-            let mut owners = Vec::with_capacity(rows.len());
+            let mut changes = Vec::with_capacity(rows.len());
             for row in &rows {
-                newest = newest.max(row.try_get::<i64, _>("seq")?);
-                owners.push(owner_from_row!(row));
+                changes.push((row.try_get::<i64, _>("seq")?, owner_from_row!(row)));
             }
-            Ok((newest, owners))
+            Ok(changes)
         })
     }
 

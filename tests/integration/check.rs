@@ -133,6 +133,24 @@ const CASES: &[(&str, &str, usize, &str)] = &[
         "not one of the workload's allowed_return_urls",
     ),
     (
+        "api_key flow on an oauth2 provider",
+        "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"api_key\"\n",
+        28,
+        "is oauth2: use user_federation or m2m",
+    ),
+    (
+        "user JWTs and an injected credential without a workload",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\nauthorizer = \"corp\"\n[routes.credential]\nprovider = \"weather\"\nflow = \"api_key\"\n",
+        24,
+        "needs `workload`",
+    ),
+    (
+        "user_federation without a provider",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nworkload = \"agent-one\"\nupstream = \"http://u/\"\n[routes.credential]\nflow = \"user_federation\"\n",
+        23,
+        "this flow needs `provider`",
+    ),
+    (
         "user_federation with no return url for workload tokens",
         "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\n",
         28,

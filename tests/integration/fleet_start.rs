@@ -95,10 +95,18 @@ fn on(replica: &crate::replicas::Replica, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consent_crosses_replicas_started_together() {
     let _one = ONE_FLEET_AT_A_TIME.lock().await;
+    let upstream = Upstream::start().await;
+    for trial in 0..TRIALS {
+        consent_across_a_fresh_fleet(trial, &upstream).await;
+    }
+}
+
+/// Three replicas started together on a fresh database: a consent started on A, authorized on
+/// B, called back on C and completed on A serves alice on every replica.
+async fn consent_across_a_fresh_fleet(trial: usize, upstream: &Upstream) {
     let ports = Ports::pick_n(3);
     let provider_dir = tempfile::tempdir().unwrap();
     let provider = OidcProvider::start_with(provider_dir.path(), &[&ports.callback()], 600).await;
-    let upstream = Upstream::start().await;
     let store = fresh_postgres().await;
     let endpoints = format!("discovery_url = \"{}\"", provider.discovery_url());
     let fleet =
@@ -108,16 +116,24 @@ async fn a_consent_crosses_replicas_started_together() {
     // Started on A...
     let token = workload_token(a, "alice").await;
     let (status, _, body) = docs(a, &token).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "trial {trial}: {body}");
     let (authorization_url, session_uri) = challenge(&body);
     // ... authorized on B ...
     let (status, headers, body) = get(&on(b, &authorization_url)).await;
-    assert_eq!(status, StatusCode::FOUND, "authorize on B: {body}");
+    assert_eq!(
+        status,
+        StatusCode::FOUND,
+        "trial {trial}: authorize on B: {body}"
+    );
     let to_provider = headers["location"].to_str().unwrap().to_string();
     let callback = provider.drive_consent(&to_provider, "alice").await;
     // ... called back on C ...
     let (status, headers, body) = get(&on(c, &callback)).await;
-    assert_eq!(status, StatusCode::FOUND, "callback on C: {body}");
+    assert_eq!(
+        status,
+        StatusCode::FOUND,
+        "trial {trial}: callback on C: {body}"
+    );
     assert!(
         headers["location"]
             .to_str()
@@ -131,10 +147,19 @@ async fn a_consent_crosses_replicas_started_together() {
         &serde_json::json!({ "sessionUri": session_uri, "userIdentifier": { "userId": "alice" } }),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "complete on A: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "trial {trial}: complete on A: {body}"
+    );
     for replica in &fleet.replicas {
         let (status, _, body) = docs(replica, &token).await;
-        assert_eq!(status, StatusCode::OK, "alice on {}: {body}", replica.name);
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "trial {trial}: alice on {}: {body}",
+            replica.name
+        );
         upstream_bearer(&body, "alice");
     }
 }

@@ -7,6 +7,7 @@ mod cli_vault;
 mod common;
 mod consent;
 mod consent_edges;
+mod consent_issuer;
 mod consent_scopes;
 mod consent_sessions;
 mod credentials;

@@ -119,17 +119,22 @@ async fn suite(url: &str) {
     assert!(store.get(&alice).await.unwrap().is_none());
 
     // Every write and delete was recorded for other processes' caches, in order.
-    let (newest, changed) = store.changes_since(start, i64::MAX).await.unwrap();
+    let changes = store.changes_since(start, i64::MAX).await.unwrap();
+    let newest = changes.iter().map(|(seq, _)| *seq).max().unwrap();
+    let changed: Vec<&Owner> = changes.iter().map(|(_, owner)| owner).collect();
     assert_eq!(newest, store.latest_change().await.unwrap());
-    assert_eq!(changed.first(), Some(&alice));
-    assert_eq!(changed.last(), Some(&alice));
+    assert_eq!(changed.first(), Some(&&alice));
+    assert_eq!(changed.last(), Some(&&alice));
     assert_eq!(changed.len(), 1 + 1 + 40 + 1 + 1 + 1);
-    let (again, none) = store.changes_since(newest, i64::MAX).await.unwrap();
-    assert_eq!((again, none.len()), (newest, 0));
+    let none = store.changes_since(newest, i64::MAX).await.unwrap();
+    assert!(none.is_empty());
     // Recent changes are read again (a PostgreSQL transaction may commit a lower sequence
     // number after a higher one was read).
-    let (_, recent) = store.changes_since(newest, seal_now() - 10).await.unwrap();
-    assert!(recent.contains(&alice), "{recent:?}");
+    let recent = store.changes_since(newest, seal_now() - 10).await.unwrap();
+    assert!(
+        recent.iter().any(|(_, owner)| owner == &alice),
+        "{recent:?}"
+    );
 
     conditional_writes(&store, &r).await;
     store.close().await;
