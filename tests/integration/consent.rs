@@ -300,8 +300,11 @@ async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
     let (_, _, body) = call(&setup, "erin").await;
     let (_, erin_session) = challenge(&body);
     let id = consent::session_id(&erin_session).unwrap();
+    // The provider's error response names it (RFC 9207), as oidc-provider's do.
+    let iss: String =
+        url::form_urlencoded::byte_serialize(setup.provider.issuer.as_bytes()).collect();
     let (status, headers, _) = get(&setup.gw.url(&format!(
-        "/identities/oauth2/callback?error=access_denied&state={id}"
+        "/identities/oauth2/callback?error=access_denied&state={id}&iss={iss}"
     )))
     .await;
     assert_eq!(status, StatusCode::FOUND);
@@ -318,7 +321,7 @@ async fn callbacks_that_are_replayed_forged_or_denied_end_cleanly() {
 
 #[tokio::test]
 async fn an_expiring_token_is_refreshed_once_for_a_burst_and_a_revoked_refresh_asks_for_consent() {
-    // Access tokens live 61 s and keygate replaces them 60 s before expiry: usable for a second.
+    // Short-lived access tokens: due for refresh after PAST_MARGIN.
     let (mut setup, shim) = setup_with(SHORT_TTL, true).await;
     let shim = shim.unwrap();
     let (_, _, body) = call(&setup, "alice").await;
