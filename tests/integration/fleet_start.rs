@@ -19,6 +19,15 @@ use crate::vault::fresh_postgres;
 /// Trials of five replicas started together.
 const TRIALS: usize = 3;
 
+/// Ports are chosen before the replicas start (their configs name them), so another test may
+/// take one meanwhile: such a trial is started again on new ports, at most this often.
+const PORT_RACE_RETRIES: usize = 3;
+
+/// Whether a replica failed only because another process took its port first.
+fn lost_port_race(why: &str) -> bool {
+    why.contains("Address already in use")
+}
+
 async fn jwks(url: &str) -> Value {
     let (status, _, body) = get(url).await;
     assert_eq!(status, StatusCode::OK, "{url}: {body}");
@@ -39,14 +48,20 @@ async fn five_replicas_started_together_agree_on_schema_and_keys() {
     let _one = ONE_FLEET_AT_A_TIME.lock().await;
     let upstream = Upstream::start().await;
     for trial in 0..TRIALS {
-        let store = fresh_postgres().await;
-        let ports = Ports::pick_n(5);
         // An OAuth provider is not needed to check keys: discovery is fetched on first use.
         let body = oauth_body(
             &upstream.url(),
             "discovery_url = \"http://127.0.0.1:1/.well-known/openid-configuration\"",
         );
-        let fleet = Fleet::start_together(&ports, &store, &body).await;
+        let mut attempt = 0;
+        let (store, fleet) = loop {
+            let store = fresh_postgres().await;
+            match Fleet::try_start_together(&Ports::pick_n(5), &store, &body).await {
+                Ok(fleet) => break (store, fleet),
+                Err(why) if lost_port_race(&why) && attempt < PORT_RACE_RETRIES => attempt += 1,
+                Err(why) => panic!("trial {trial}: {why}"),
+            }
+        };
 
         let versions = schema_versions(&store).await;
         let expected: Vec<i64> = (1..=versions.len() as i64).collect();
@@ -104,13 +119,21 @@ async fn a_consent_crosses_replicas_started_together() {
 /// Three replicas started together on a fresh database: a consent started on A, authorized on
 /// B, called back on C and completed on A serves alice on every replica.
 async fn consent_across_a_fresh_fleet(trial: usize, upstream: &Upstream) {
-    let ports = Ports::pick_n(3);
-    let provider_dir = tempfile::tempdir().unwrap();
-    let provider = OidcProvider::start_with(provider_dir.path(), &[&ports.callback()], 600).await;
-    let store = fresh_postgres().await;
-    let endpoints = format!("discovery_url = \"{}\"", provider.discovery_url());
-    let fleet =
-        Fleet::start_together(&ports, &store, &oauth_body(&upstream.url(), &endpoints)).await;
+    let mut attempt = 0;
+    let (_provider_dir, provider, _store, fleet) = loop {
+        let ports = Ports::pick_n(3);
+        let provider_dir = tempfile::tempdir().unwrap();
+        let provider =
+            OidcProvider::start_with(provider_dir.path(), &[&ports.callback()], 600).await;
+        let store = fresh_postgres().await;
+        let endpoints = format!("discovery_url = \"{}\"", provider.discovery_url());
+        let body = oauth_body(&upstream.url(), &endpoints);
+        match Fleet::try_start_together(&ports, &store, &body).await {
+            Ok(fleet) => break (provider_dir, provider, store, fleet),
+            Err(why) if lost_port_race(&why) && attempt < PORT_RACE_RETRIES => attempt += 1,
+            Err(why) => panic!("trial {trial}: {why}"),
+        }
+    };
     let (a, b, c) = (fleet.r(0), fleet.r(1), fleet.r(2));
 
     // Started on A...

@@ -136,15 +136,24 @@ impl Fleet {
 
     /// Starts every replica at the same instant, as Kubernetes does with a new deployment: no
     /// key file, no schema, no signing key yet. Waits until all are ready.
-    pub(crate) async fn start_together(ports: &Ports, store: &str, body: &str) -> Fleet {
+    /// `Err` (with the replica's log) when a replica exited before it was ready, so a caller
+    /// can tell a lost port race from a real failure.
+    pub(crate) async fn try_start_together(
+        ports: &Ports,
+        store: &str,
+        body: &str,
+    ) -> Result<Fleet, String> {
         let mut fleet = Fleet::prepare(ports, store, body);
         for i in 0..fleet.replicas.len() {
             fleet.spawn(i);
         }
         for i in 0..fleet.replicas.len() {
-            fleet.wait_ready(i).await;
+            if let Err(exited) = fleet.try_wait_ready(i).await {
+                let log = std::fs::read_to_string(&fleet.replicas[i].log).unwrap_or_default();
+                return Err(format!("{exited}\n{log}"));
+            }
         }
-        fleet
+        Ok(fleet)
     }
 
     /// Writes one config per replica without starting any.
@@ -225,23 +234,30 @@ secret_access_key = "file:{secret}"
 
     /// Waits (at most 30 s) until the replica's /readyz answers 200; fails early if it exited.
     async fn wait_ready(&mut self, i: usize) {
+        if let Err(exited) = self.try_wait_ready(i).await {
+            panic!("{exited}");
+        }
+    }
+
+    /// As [`Fleet::wait_ready`], with `Err` when the replica exited before it was ready.
+    async fn try_wait_ready(&mut self, i: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = self.replicas[i].readyz();
         loop {
             if let Some(child) = self.children[i].as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
+                return Err(format!(
                     "replica {} exited ({status}) before it was ready",
                     self.replicas[i].name
-                );
+                ));
             }
             let request = Request::get(&url).body(full("")).unwrap();
             if let Ok(Ok(response)) =
                 tokio::time::timeout(Duration::from_secs(1), http_client().request(request)).await
                 && response.status() == StatusCode::OK
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
