@@ -90,13 +90,12 @@ impl Vendor for Atlassian {
 #[tokio::test]
 async fn atlassian_needs_audience_and_consent_prompt_and_rotates_refresh_tokens() {
     let atlassian = Emulator::start(Atlassian::default()).await;
-    let provider = format!(
-        r#"vendor = "atlassian"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/authorize"
-token_endpoint = "{0}/oauth/token""#,
-        atlassian.url()
+    let provider = provider_config(
+        "atlassian",
+        (CLIENT_ID, CLIENT_SECRET),
+        &atlassian.url(),
+        "/authorize",
+        "/oauth/token",
     );
     let journey = Journey::start(&provider, &["read:jira-work", "offline_access"]).await;
     let at_atlassian = journey.consent_ok("alice").await;

@@ -109,13 +109,12 @@ impl Vendor for Dropbox {
 #[tokio::test]
 async fn dropbox_offline_access_becomes_token_access_type_offline() {
     let dropbox = Emulator::start(Dropbox::default()).await;
-    let provider = format!(
-        r#"vendor = "dropbox"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/oauth2/authorize"
-token_endpoint = "{0}/oauth2/token""#,
-        dropbox.url()
+    let provider = provider_config(
+        "dropbox",
+        (CLIENT_ID, CLIENT_SECRET),
+        &dropbox.url(),
+        "/oauth2/authorize",
+        "/oauth2/token",
     );
     let journey = Journey::start(&provider, &["files.content.read", "offline_access"]).await;
     let at_dropbox = journey.consent_ok("alice").await;

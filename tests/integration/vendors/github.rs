@@ -183,13 +183,12 @@ async fn github_journey(app: bool, scopes: &[&str]) -> (Journey, Emulator<GitHub
         withheld: Mutex::default(),
     })
     .await;
-    let provider = format!(
-        r#"vendor = "github"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/login/oauth/authorize"
-token_endpoint = "{0}/login/oauth/access_token""#,
-        github.url()
+    let provider = provider_config(
+        "github",
+        (CLIENT_ID, CLIENT_SECRET),
+        &github.url(),
+        "/login/oauth/authorize",
+        "/login/oauth/access_token",
     );
     (Journey::start(&provider, scopes).await, github)
 }

@@ -119,13 +119,12 @@ impl Vendor for Google {
 
 async fn google_journey(scopes: &[&str]) -> (Journey, Emulator<Google>) {
     let google = Emulator::start(Google::default()).await;
-    let provider = format!(
-        r#"vendor = "google"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/o/oauth2/v2/auth"
-token_endpoint = "{0}/token""#,
-        google.url()
+    let provider = provider_config(
+        "google",
+        (CLIENT_ID, CLIENT_SECRET),
+        &google.url(),
+        "/o/oauth2/v2/auth",
+        "/token",
     );
     (Journey::start(&provider, scopes).await, google)
 }

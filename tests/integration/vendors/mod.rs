@@ -322,3 +322,18 @@ pub fn back_to_client(request: &Captured, pairs: &[(&str, &str)]) -> Reply {
     }
     Reply::redirect(url)
 }
+
+/// A `[[providers]]` body for `vendor` with its endpoints at the emulator (`base` + paths), as a
+/// user overriding a preset's endpoints writes it.
+pub(crate) fn provider_config(
+    vendor: &str,
+    (client_id, client_secret): (&str, &str),
+    base: &str,
+    authorize: &str,
+    token: &str,
+) -> String {
+    format!(
+        "vendor = \"{vendor}\"\nclient_id = \"{client_id}\"\nclient_secret = \"{client_secret}\"\n\
+         authorization_endpoint = \"{base}{authorize}\"\ntoken_endpoint = \"{base}{token}\""
+    )
+}

@@ -88,13 +88,12 @@ impl Vendor for Notion {
 #[tokio::test]
 async fn notion_gets_owner_user_basic_auth_and_a_json_token_request() {
     let notion = Emulator::start(Notion::default()).await;
-    let provider = format!(
-        r#"vendor = "notion"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/v1/oauth/authorize"
-token_endpoint = "{0}/v1/oauth/token""#,
-        notion.url()
+    let provider = provider_config(
+        "notion",
+        (CLIENT_ID, CLIENT_SECRET),
+        &notion.url(),
+        "/v1/oauth/authorize",
+        "/v1/oauth/token",
     );
     let journey = Journey::start(&provider, &[]).await;
     let at_notion = journey.consent_ok("alice").await;

@@ -110,13 +110,12 @@ impl Vendor for Salesforce {
 #[tokio::test]
 async fn salesforce_tokens_without_expires_in_are_refreshed_when_the_api_refuses_them() {
     let salesforce = Emulator::start(Salesforce::default()).await;
-    let provider = format!(
-        r#"vendor = "salesforce"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/services/oauth2/authorize"
-token_endpoint = "{0}/services/oauth2/token""#,
-        salesforce.url()
+    let provider = provider_config(
+        "salesforce",
+        (CLIENT_ID, CLIENT_SECRET),
+        &salesforce.url(),
+        "/services/oauth2/authorize",
+        "/services/oauth2/token",
     );
     let journey = Journey::start(&provider, &["api", "offline_access"]).await;
     let at_salesforce = journey.consent_ok("alice").await;

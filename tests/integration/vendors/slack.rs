@@ -118,13 +118,12 @@ impl Vendor for Slack {
 #[tokio::test]
 async fn slack_user_scopes_go_in_user_scope_and_the_user_token_comes_from_authed_user() {
     let slack = Emulator::start(Slack::default()).await;
-    let provider = format!(
-        r#"vendor = "slack"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-authorization_endpoint = "{0}/oauth/v2/authorize"
-token_endpoint = "{0}/api/oauth.v2.access""#,
-        slack.url()
+    let provider = provider_config(
+        "slack",
+        (CLIENT_ID, CLIENT_SECRET),
+        &slack.url(),
+        "/oauth/v2/authorize",
+        "/api/oauth.v2.access",
     );
     let journey = Journey::start(&provider, &["chat:write", "users:read"]).await;
     let at_slack = journey.consent_ok("alice").await;
