@@ -19,7 +19,7 @@ use crate::config::{ClientAuth, OAuth2Provider, ProviderKind};
 use crate::inbound::verified_cache;
 use crate::providers::Provider;
 use crate::providers::oauth::OAuthClient;
-use crate::proxy::upstream::UpstreamClient;
+use crate::http_client::UpstreamClient;
 use crate::state::Runtime;
 use crate::vault::{Credential, Owner, Vault, VaultError};
 

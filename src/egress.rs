@@ -7,20 +7,18 @@
 //! - `http://` is allowed only to loopback hosts, unless the config sets `allow_insecure_http`;
 //! - a URL found in a document fetched over https must be https too (no downgrade).
 //!
-//! The client trusts the public web roots plus `[server] extra_ca_certs`.
+//! The fetch client ([`crate::http_client::for_fetches`]) uses this module's [`Resolver`] and
+//! trusts the public web roots plus `[server] extra_ca_certs`.
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use url::{Host, Url};
 
-use crate::proxy::upstream::{self, UpstreamClient};
-use crate::tls::TlsError;
 
 /// Why a URL may not be fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -133,13 +131,6 @@ impl tower_service::Service<Name> for Resolver {
             Ok(addrs.into_iter())
         })
     }
-}
-
-/// The client for discovery, JWKS and token requests: public roots plus `extra_ca_certs`, and a
-/// resolver that never answers a link-local address.
-pub fn client(extra_ca_certs: &[PathBuf]) -> Result<UpstreamClient, TlsError> {
-    let tls = crate::tls::client_config_with_roots(extra_ca_certs.iter().map(PathBuf::as_path))?;
-    Ok(upstream::client_with(tls, Resolver::new(true)))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
 //! - [`logging`]: log lines on stderr, control characters escaped.
 //! - [`tls`]: rustls configs and development certificates.
+//! - [`http_client`]: the pooled HTTP client type every outbound request uses.
 //! - [`fetch`], [`egress`]: keygate's own bounded fetches (discovery, JWKS, token endpoints) and where they may go.
 //! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
 //! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
@@ -30,6 +31,7 @@ pub mod egress;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;
+pub mod http_client;
 pub mod identity_api;
 pub mod inbound;
 pub mod logging;

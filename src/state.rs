@@ -17,7 +17,7 @@ use crate::inbound::{Authorizer, WorkloadTokens};
 use crate::metrics::Metrics;
 use crate::providers::{self, Provider, m2m::M2mTokens};
 use crate::proxy::route::{Route, RouteTable};
-use crate::proxy::upstream::{self, UpstreamClient};
+use crate::http_client::{self, UpstreamClient};
 use crate::tls::TlsError;
 use crate::vault::{Vault, VaultError, VaultMetrics};
 
@@ -95,14 +95,14 @@ impl AppState {
     /// Opens the vault (store and keys) and compiles the config; fails if any of it is unusable.
     pub async fn new(config: Config) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
-        let default_client = upstream::client(None)?;
+        let default_client = http_client::client(None)?;
         let audit = Audit::start(&config.audit, Some(metrics.audit_refused_total.clone()))
             .map_err(StartError::Audit)?;
         let vault = Vault::open(&config.vault, Some(VaultMetrics::from(&metrics))).await?;
         vault.spawn_change_watcher(VAULT_CHANGE_POLL);
         let workload_tokens =
             Arc::new(WorkloadTokens::load(&vault, config.server.public_url.as_str()).await?);
-        let fetch_client = crate::egress::client(&config.server.extra_ca_certs)?;
+        let fetch_client = http_client::for_fetches(&config.server.extra_ca_certs)?;
         let key_sources = Mutex::new(HashMap::new());
         let issuers = IssuerRegistry::new();
         let fetching = Fetching {
@@ -258,7 +258,7 @@ fn build_runtime(
     let mut routes = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let client = match &route.ca_file {
-            Some(ca) => upstream::client(Some(ca))?,
+            Some(ca) => http_client::client(Some(ca))?,
             None => default_client.clone(),
         };
         routes.push(Arc::new(Route::new(

@@ -7,7 +7,7 @@ use prometheus::Histogram;
 use url::Url;
 
 use crate::config::RouteConfig;
-use crate::proxy::upstream::UpstreamClient;
+use crate::http_client::UpstreamClient;
 
 /// One route, ready for the hot path.
 pub struct Route {
