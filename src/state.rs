@@ -111,7 +111,7 @@ impl AppState {
             issuers: &issuers,
         };
         let runtime = build_runtime(config, &metrics, &default_client, &fetching)?;
-        let directory = crate::directory::Directory::new(fetch_client.clone());
+        let directory = crate::directory::Directory::new(vault.clone(), fetch_client.clone());
         Ok(AppState {
             shared: Arc::new(Shared {
                 runtime: ArcSwap::from_pointee(runtime),

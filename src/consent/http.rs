@@ -28,9 +28,13 @@ struct DirectoryClients<'a> {
 
 impl super::Clients for DirectoryClients<'_> {
     async fn client(&self, provider: &str) -> Option<Arc<OAuthClient>> {
+        let configured = crate::directory::Configured {
+            config: &self.runtime.config,
+            providers: &self.runtime.providers,
+        };
         self.state
             .directory()
-            .oauth_client(self.runtime, self.state.vault(), provider)
+            .oauth_client(&configured, provider)
             .await
     }
 }

@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, Body};
 use crate::consent::ConsentError;
+use crate::directory::{DirectoryError, EntryKind};
 use crate::inbound::AuthError;
 use crate::providers::ProviderError;
 use crate::vault::VaultError;
@@ -166,6 +167,38 @@ impl From<ConsentError> for ApiError {
             ConsentError::Provider(p) => ApiError::from(&p),
             ConsentError::Vault(v) => v.into(),
         }
+    }
+}
+
+/// The directory's refusals as AWS names them: a missing entry is `ResourceNotFoundException`;
+/// a read-only, taken or contended one `ConflictException`; a full quota
+/// `ServiceQuotaExceededException`.
+impl From<DirectoryError> for ApiError {
+    fn from(error: DirectoryError) -> Self {
+        match error {
+            DirectoryError::NotFound(entry) => {
+                let text = format!("{entry} not found");
+                ApiError::NotFound(match entry.kind {
+                    // AWS's own message for a workload starts with a capital.
+                    EntryKind::Workload => capitalized(&text),
+                    _ => text,
+                })
+            }
+            DirectoryError::ReadOnly(_)
+            | DirectoryError::InConfig(_)
+            | DirectoryError::Exists(_)
+            | DirectoryError::Contended(_) => ApiError::Conflict(error.to_string()),
+            DirectoryError::QuotaExceeded { .. } => ApiError::QuotaExceeded(error.to_string()),
+            DirectoryError::Vault(v) => v.into(),
+        }
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

@@ -197,6 +197,19 @@ impl Call {
             .ok_or_else(|| ApiError::Internal("no [api] section".into()))
     }
 
+    /// The directory service (workload identities and credential providers).
+    pub fn directory(&self) -> &crate::directory::Directory {
+        self.state.directory()
+    }
+
+    /// The config's entries of the runtime this call holds, for the directory.
+    pub fn configured(&self) -> crate::directory::Configured<'_> {
+        crate::directory::Configured {
+            config: &self.runtime.config,
+            providers: &self.runtime.providers,
+        }
+    }
+
     /// `arn:aws:bedrock-agentcore:{region}:{account}:{resource}`.
     pub fn arn(&self, resource: &str) -> Result<String, ApiError> {
         let api = self.api()?;

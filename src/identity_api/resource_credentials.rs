@@ -68,9 +68,8 @@ async fn caller(call: &mut Call, token: &str) -> Result<Arc<WorkloadClaims>, Api
     call.workload = Some(claims.sub.clone());
     call.user = claims.user();
     let exists = call
-        .state
         .directory()
-        .workload(&call.runtime, call.state.vault(), &claims.sub)
+        .workload(&call.configured(), &claims.sub)
         .await?
         .is_some();
     if !exists {
@@ -85,9 +84,8 @@ async fn caller(call: &mut Call, token: &str) -> Result<Arc<WorkloadClaims>, Api
 async fn provider(call: &mut Call, name: &str) -> Result<Provider, ApiError> {
     validate::provider_name("resourceCredentialProviderName", name)?;
     call.provider = Some(name.to_string());
-    call.state
-        .directory()
-        .provider(&call.runtime, call.state.vault(), name)
+    call.directory()
+        .provider(&call.configured(), name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Credential provider '{name}' not found")))
 }

@@ -1,6 +1,6 @@
-//! Control plane: workload identities. Config-defined ones are listed and readable but
-//! read-only (`ConflictException`); API-created ones live in the vault, at most
-//! `[api].max_workload_identities` of them.
+//! Control plane: workload identities, parse -> validate -> [`crate::directory`] -> JSON.
+//! Config-defined ones are listed and readable but read-only (`ConflictException`);
+//! API-created ones live in the vault, at most `[api].max_workload_identities` of them.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +9,7 @@ use serde_json::json;
 
 use super::validate;
 use super::{ApiError, Call, Reply, page, parse};
-use crate::directory::{self, Directory, Origin, Workload, WorkloadRecord, workload_owner};
-
-/// Retries of a read-modify-write that lost a race.
-const UPDATE_ATTEMPTS: usize = 3;
+use crate::directory::{NewWorkload, Workload};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -61,23 +58,12 @@ fn return_urls(urls: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("Workload identity '{name}' not found"))
-}
-
-fn read_only(name: &str) -> ApiError {
-    ApiError::Conflict(format!(
-        "workload identity '{name}' is defined in keygate's config file and is read-only here"
-    ))
-}
-
 /// A workload by name, from the config or the API.
 pub async fn find(call: &Call, name: &str) -> Result<Workload, ApiError> {
-    call.state
+    Ok(call
         .directory()
-        .workload(&call.runtime, call.state.vault(), name)
-        .await?
-        .ok_or_else(|| not_found(name))
+        .get_workload(&call.configured(), name)
+        .await?)
 }
 
 fn describe(call: &Call, w: &Workload) -> Result<serde_json::Value, ApiError> {
@@ -100,41 +86,20 @@ pub async fn create(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     return_urls(&urls)?;
     let tags = input.tags.unwrap_or_default();
     validate::tags("tags", &tags)?;
-    let config = &call.runtime.config;
-    if config.workloads.iter().any(|w| w.name == input.name) {
-        return Err(ApiError::Conflict(format!(
-            "workload identity '{}' already exists (in keygate's config file)",
-            input.name
-        )));
-    }
-    let vault = call.state.vault();
-    // The quota is on what the API creates; the config's workloads are the operator's.
-    let existing = Directory::names(vault, directory::WORKLOAD_KIND).await?;
-    let max = call.api()?.max_workload_identities as usize;
-    if existing.len() >= max {
-        return Err(ApiError::QuotaExceeded(format!(
-            "the limit of {max} workload identities created through the API is reached \
-             ([api].max_workload_identities)"
-        )));
-    }
-    let now = directory::now();
-    let record = WorkloadRecord {
-        name: input.name.clone(),
-        allowed_return_urls: urls.clone(),
-        created_at: now,
-        updated_at: now,
+    let new = NewWorkload {
+        name: input.name,
+        allowed_return_urls: urls,
         tags,
     };
-    if !Directory::create(vault, &workload_owner(&input.name), &record).await? {
-        return Err(ApiError::Conflict(format!(
-            "workload identity '{}' already exists",
-            input.name
-        )));
-    }
+    let limit = call.api()?.max_workload_identities as usize;
+    let record = call
+        .directory()
+        .create_workload(&call.configured(), new, limit)
+        .await?;
     Ok(Reply::created(json!({
-        "name": input.name,
-        "workloadIdentityArn": arn(call, &input.name)?,
-        "allowedResourceOauth2ReturnUrls": urls,
+        "name": record.name,
+        "workloadIdentityArn": arn(call, &record.name)?,
+        "allowedResourceOauth2ReturnUrls": record.allowed_return_urls,
     })))
 }
 
@@ -153,42 +118,20 @@ pub async fn update(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     if let Some(urls) = &input.allowed_resource_oauth2_return_urls {
         return_urls(urls)?;
     }
-    if find(call, &input.name).await?.origin == Origin::Config {
-        return Err(read_only(&input.name));
-    }
-    let vault = call.state.vault();
-    let owner = workload_owner(&input.name);
-    for _ in 0..UPDATE_ATTEMPTS {
-        let Some(mut current) = Directory::versioned::<WorkloadRecord>(vault, &owner).await? else {
-            return Err(not_found(&input.name));
-        };
-        if let Some(urls) = &input.allowed_resource_oauth2_return_urls {
-            current.record.allowed_return_urls = urls.clone();
-        }
-        current.record.updated_at = directory::now().max(current.record.created_at);
-        if Directory::replace(vault, &owner, current.version, &current.record).await? {
-            let workload = find(call, &input.name).await?;
-            return Ok(Reply::ok(describe(call, &workload)?));
-        }
-    }
-    Err(ApiError::Conflict(format!(
-        "workload identity '{}' is being changed concurrently; retry",
-        input.name
-    )))
+    let workload = call
+        .directory()
+        .update_workload(
+            &call.configured(),
+            &input.name,
+            input.allowed_resource_oauth2_return_urls,
+        )
+        .await?;
+    Ok(Reply::ok(describe(call, &workload)?))
 }
 
 pub async fn list(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: ListInput = parse(body)?;
-    let mut names: Vec<String> = call
-        .runtime
-        .config
-        .workloads
-        .iter()
-        .map(|w| w.name.clone())
-        .collect();
-    names.extend(Directory::names(call.state.vault(), directory::WORKLOAD_KIND).await?);
-    names.sort();
-    names.dedup();
+    let names = call.directory().workload_names(&call.configured()).await?;
     let items: Vec<(String, String)> = names.iter().map(|n| (n.clone(), n.clone())).collect();
     let (names, next) = page(&items, input.next_token.as_deref(), input.max_results)?;
     let listed = names
@@ -206,31 +149,10 @@ pub async fn delete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: NameInput = parse(body)?;
     validate::workload_name("name", &input.name)?;
     call.workload = Some(input.name.clone());
-    if call
-        .runtime
-        .config
-        .workloads
-        .iter()
-        .any(|w| w.name == input.name)
-    {
-        return Err(read_only(&input.name));
-    }
-    let vault = call.state.vault();
-    if call
-        .state
+    let purged = call
         .directory()
-        .workload_record(vault, &input.name)
-        .await?
-        .is_none()
-    {
-        return Err(not_found(&input.name));
-    }
-    // Its tokens first: if that fails the identity is still there, and deleting it again
-    // finishes the job. A workload created later under this name starts with nothing.
-    let purged = Directory::purge_workload_tokens(vault, &input.name).await?;
-    if !vault.delete(&workload_owner(&input.name)).await? {
-        return Err(not_found(&input.name));
-    }
+        .delete_workload(&call.configured(), &input.name)
+        .await?;
     tracing::info!(workload = %input.name, purged, "workload identity deleted with its vaulted tokens");
     Ok(Reply::no_content())
 }

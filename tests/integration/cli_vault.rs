@@ -91,7 +91,7 @@ async fn list_revoke_and_rotate_from_the_command_line() {
 
     // `revoke --all` revokes credentials; the workloads and providers the identity API manages
     // (and keygate's signing keys) stay.
-    use keygate::directory::{Directory, WorkloadRecord, workload_owner};
+    use keygate::directory::{WorkloadRecord, put_new, workload_owner};
     let record = WorkloadRecord {
         name: "api-made".into(),
         allowed_return_urls: vec![],
@@ -100,7 +100,7 @@ async fn list_revoke_and_rotate_from_the_command_line() {
         tags: Default::default(),
     };
     assert!(
-        Directory::create(&vault, &workload_owner("api-made"), &record)
+        put_new(&vault, &workload_owner("api-made"), &record)
             .await
             .unwrap()
     );

@@ -9,8 +9,7 @@ use super::{
     NameInput, api_key_arn, check_new_name, create, not_found, refuse_external, secret, secret_arn,
     update_record, with_times,
 };
-use crate::config::ProviderKind;
-use crate::directory::{self, ProviderRecord, ProviderSpec};
+use crate::directory::{ProviderSpec, ProviderType};
 use crate::identity_api::{ApiError, Call, Reply, parse, validate};
 
 #[derive(Deserialize)]
@@ -69,35 +68,15 @@ pub async fn get_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError
     let input: NameInput = parse(body)?;
     validate::provider_name("name", &input.name)?;
     call.provider = Some(input.name.clone());
-    if let Some(p) = directory::config_provider(&call.runtime, &input.name) {
-        let started = call.state.directory().started_at();
-        return match p.kind {
-            ProviderKind::ApiKey { .. } => Ok(Reply::ok(describe_api_key(
-                call,
-                &input.name,
-                Some((started, started)),
-            )?)),
-            ProviderKind::OAuth2(_) => Err(not_found("API key", &input.name)),
-        };
-    }
-    match call
-        .state
+    let found = call
         .directory()
-        .provider_record(call.state.vault(), &input.name)
-        .await?
-    {
-        Some(
-            record @ ProviderRecord {
-                spec: ProviderSpec::ApiKey { .. },
-                ..
-            },
-        ) => Ok(Reply::ok(describe_api_key(
-            call,
-            &input.name,
-            Some((record.created_at, record.updated_at)),
-        )?)),
-        _ => Err(not_found("API key", &input.name)),
-    }
+        .get_provider(&call.configured(), &input.name, ProviderType::ApiKey)
+        .await?;
+    Ok(Reply::ok(describe_api_key(
+        call,
+        &input.name,
+        Some(found.times()),
+    )?))
 }
 
 pub async fn update_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
@@ -118,7 +97,7 @@ pub async fn update_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiEr
             };
             Ok(())
         }
-        ProviderSpec::OAuth2(_) => Err(not_found("API key", &input.name)),
+        ProviderSpec::OAuth2(_) => Err(not_found(ProviderType::ApiKey, &input.name)),
     })
     .await?;
     Ok(Reply::ok(describe_api_key(

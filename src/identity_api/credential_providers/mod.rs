@@ -7,6 +7,9 @@
 //!
 //! - [`shapes`]: AgentCore's provider configuration shapes to keygate's and back.
 //! - [`oauth2`], [`api_key`]: the operations of each kind; listing and deletion are shared here.
+//!
+//! The handlers parse and validate; [`crate::directory`] keeps the entries (quota, config
+//! entries read-only, compare-and-swap updates, tokens purged before a delete).
 
 mod api_key;
 mod oauth2;
@@ -21,11 +24,7 @@ use serde_json::{Value, json};
 use super::validate;
 use super::workload_identities::ListInput;
 use super::{ApiError, Call, Reply, page, parse};
-use crate::config::ProviderKind;
-use crate::directory::{self, Directory, ProviderRecord, ProviderSpec, provider_owner};
-use crate::providers::vendors;
-
-const UPDATE_ATTEMPTS: usize = 3;
+use crate::directory::{DirectoryError, ProviderRecord, ProviderSpec, ProviderType};
 /// The vault's limit on one secret.
 const MAX_SECRET_BYTES: usize = crate::vault::credential::MAX_TOKEN_BYTES;
 
@@ -67,14 +66,9 @@ pub(super) fn with_times(out: &mut Value, times: Option<(f64, f64)>) {
     }
 }
 
-pub(super) fn not_found(kind: &str, name: &str) -> ApiError {
-    ApiError::NotFound(format!("{kind} credential provider '{name}' not found"))
-}
-
-pub(super) fn read_only(name: &str) -> ApiError {
-    ApiError::Conflict(format!(
-        "credential provider '{name}' is defined in keygate's config file and is read-only here"
-    ))
+/// A provider of this type is not there (or is of the other type).
+pub(super) fn not_found(kind: ProviderType, name: &str) -> ApiError {
+    DirectoryError::NotFound(kind.entry(name)).into()
 }
 
 pub(super) fn refuse_external(
@@ -134,12 +128,7 @@ pub(super) fn secret(field: &str, value: Option<String>) -> Result<Option<String
 
 pub(super) fn check_new_name(call: &Call, name: &str) -> Result<(), ApiError> {
     validate::provider_name("name", name)?;
-    if directory::config_provider(&call.runtime, name).is_some() {
-        return Err(ApiError::Conflict(format!(
-            "credential provider '{name}' already exists (in keygate's config file)"
-        )));
-    }
-    Ok(())
+    Ok(call.directory().check_new_provider(&call.configured(), name)?)
 }
 
 /// Stores a new API-created provider, within the quota; its name was checked by
@@ -150,30 +139,10 @@ pub(super) async fn create(
     tags: std::collections::BTreeMap<String, String>,
     spec: ProviderSpec,
 ) -> Result<(), ApiError> {
-    let now = directory::now();
-    let record = ProviderRecord {
-        name: name.to_string(),
-        created_at: now,
-        updated_at: now,
-        tags,
-        spec,
-    };
-    let max = call.api()?.max_credential_providers as usize;
-    if Directory::names(call.state.vault(), directory::PROVIDER_KIND)
-        .await?
-        .len()
-        >= max
-    {
-        return Err(ApiError::QuotaExceeded(format!(
-            "the limit of {max} credential providers created through the API is reached \
-             ([api].max_credential_providers)"
-        )));
-    }
-    if !Directory::create(call.state.vault(), &provider_owner(name), &record).await? {
-        return Err(ApiError::Conflict(format!(
-            "credential provider '{name}' already exists"
-        )));
-    }
+    let limit = call.api()?.max_credential_providers as usize;
+    call.directory()
+        .create_provider(&call.configured(), name, tags, spec, limit)
+        .await?;
     Ok(())
 }
 
@@ -181,83 +150,44 @@ pub(super) async fn create(
 pub(super) async fn update_record(
     call: &Call,
     name: &str,
-    mut change: impl FnMut(&mut ProviderRecord) -> Result<(), ApiError>,
+    change: impl FnMut(&mut ProviderRecord) -> Result<(), ApiError>,
 ) -> Result<ProviderRecord, ApiError> {
-    if directory::config_provider(&call.runtime, name).is_some() {
-        return Err(read_only(name));
-    }
-    let vault = call.state.vault();
-    let owner = provider_owner(name);
-    for _ in 0..UPDATE_ATTEMPTS {
-        let Some(mut current) = Directory::versioned::<ProviderRecord>(vault, &owner).await? else {
-            return Err(ApiError::NotFound(format!(
-                "credential provider '{name}' not found"
-            )));
-        };
-        change(&mut current.record)?;
-        current.record.updated_at = directory::now().max(current.record.created_at);
-        if Directory::replace(vault, &owner, current.version, &current.record).await? {
-            return Ok(current.record);
-        }
-    }
-    Err(ApiError::Conflict(format!(
-        "credential provider '{name}' is being changed concurrently; retry"
-    )))
+    call.directory()
+        .update_provider(&call.configured(), name, change)
+        .await
 }
 
-/// Every provider of one kind, from both origins, sorted by name: (name, summary).
-pub(super) async fn listing(call: &Call, oauth2: bool) -> Result<Vec<(String, Value)>, ApiError> {
-    let started = call.state.directory().started_at();
-    let mut items = Vec::new();
-    for p in &call.runtime.config.providers {
-        let entry = match (&p.kind, oauth2) {
-            (ProviderKind::OAuth2(_), true) => json!({
+/// Every provider of one type, from both origins, sorted by name: (name, summary).
+async fn listing(call: &Call, wanted: ProviderType) -> Result<Vec<(String, Value)>, ApiError> {
+    let listed = call
+        .directory()
+        .list_providers(&call.configured(), wanted)
+        .await?;
+    let mut items = Vec::with_capacity(listed.len());
+    for p in listed {
+        let entry = match wanted {
+            ProviderType::OAuth2 => json!({
                 "name": p.name,
-                "credentialProviderVendor": directory::config_vendor(&p.kind).unwrap_or("CustomOauth2"),
+                "credentialProviderVendor": p.vendor.unwrap_or("CustomOauth2"),
                 "credentialProviderArn": oauth2_arn(call, &p.name)?,
-                "createdTime": started,
-                "lastUpdatedTime": started,
+                "createdTime": p.created_at,
+                "lastUpdatedTime": p.updated_at,
             }),
-            (ProviderKind::ApiKey { .. }, false) => json!({
+            ProviderType::ApiKey => json!({
                 "name": p.name,
                 "credentialProviderArn": api_key_arn(call, &p.name)?,
-                "createdTime": started,
-                "lastUpdatedTime": started,
+                "createdTime": p.created_at,
+                "lastUpdatedTime": p.updated_at,
             }),
-            _ => continue,
         };
-        items.push((p.name.clone(), entry));
+        items.push((p.name, entry));
     }
-    let vault = call.state.vault();
-    for name in Directory::names(vault, directory::PROVIDER_KIND).await? {
-        let Some(record) = call.state.directory().provider_record(vault, &name).await? else {
-            continue;
-        };
-        let entry = match (&record.spec, oauth2) {
-            (ProviderSpec::OAuth2(spec), true) => json!({
-                "name": name,
-                "credentialProviderVendor": vendors::agentcore_name(&spec.vendor).unwrap_or("CustomOauth2"),
-                "credentialProviderArn": oauth2_arn(call, &name)?,
-                "createdTime": record.created_at,
-                "lastUpdatedTime": record.updated_at,
-            }),
-            (ProviderSpec::ApiKey { .. }, false) => json!({
-                "name": name,
-                "credentialProviderArn": api_key_arn(call, &name)?,
-                "createdTime": record.created_at,
-                "lastUpdatedTime": record.updated_at,
-            }),
-            _ => continue,
-        };
-        items.push((name, entry));
-    }
-    items.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(items)
 }
 
-pub(super) async fn list(call: &Call, body: &[u8], oauth2: bool) -> Result<Reply, ApiError> {
+async fn list(call: &Call, body: &[u8], wanted: ProviderType) -> Result<Reply, ApiError> {
     let input: ListInput = parse(body)?;
-    let items = listing(call, oauth2).await?;
+    let items = listing(call, wanted).await?;
     let (listed, next) = page(&items, input.next_token.as_deref(), input.max_results)?;
     let mut out = json!({ "credentialProviders": listed });
     if let Some(next) = next {
@@ -267,48 +197,27 @@ pub(super) async fn list(call: &Call, body: &[u8], oauth2: bool) -> Result<Reply
 }
 
 pub async fn list_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
-    list(call, body, true).await
+    list(call, body, ProviderType::OAuth2).await
 }
 
 pub async fn list_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
-    list(call, body, false).await
+    list(call, body, ProviderType::ApiKey).await
 }
 
-pub(super) async fn delete(call: &mut Call, body: &[u8], oauth2: bool) -> Result<Reply, ApiError> {
+async fn delete(call: &mut Call, body: &[u8], wanted: ProviderType) -> Result<Reply, ApiError> {
     let input: NameInput = parse(body)?;
     validate::provider_name("name", &input.name)?;
     call.provider = Some(input.name.clone());
-    let kind = if oauth2 { "OAuth2" } else { "API key" };
-    if directory::config_provider(&call.runtime, &input.name).is_some() {
-        return Err(read_only(&input.name));
-    }
-    let vault = call.state.vault();
-    let record = call
-        .state
-        .directory()
-        .provider_record(vault, &input.name)
+    call.directory()
+        .delete_provider(&call.configured(), &input.name, wanted)
         .await?;
-    let matches = match record.as_ref().map(|r| &r.spec) {
-        Some(ProviderSpec::OAuth2(_)) => oauth2,
-        Some(ProviderSpec::ApiKey { .. }) => !oauth2,
-        None => false,
-    };
-    if !matches {
-        return Err(not_found(kind, &input.name));
-    }
-    // Its tokens first (a failure leaves the provider to delete again); a provider created
-    // later under this name starts with nothing.
-    Directory::purge_provider_tokens(vault, &input.name).await?;
-    if !vault.delete(&provider_owner(&input.name)).await? {
-        return Err(not_found(kind, &input.name));
-    }
     Ok(Reply::no_content())
 }
 
 pub async fn delete_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
-    delete(call, body, true).await
+    delete(call, body, ProviderType::OAuth2).await
 }
 
 pub async fn delete_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
-    delete(call, body, false).await
+    delete(call, body, ProviderType::ApiKey).await
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::ProviderKind;
 use crate::consent;
-use crate::directory::{self, Directory, OAuth2Spec, ProviderRecord, ProviderSpec};
+use crate::directory::{OAuth2Spec, ProviderRecord, ProviderSpec, ProviderType, StoredProvider};
 use crate::identity_api::{ApiError, Call, Reply, parse, validate};
 use crate::providers::vendors;
 
@@ -28,28 +28,24 @@ pub(super) struct OAuth2Input {
 pub(super) async fn find_oauth2(
     call: &Call,
     name: &str,
-) -> Result<(OAuth2Spec, f64, f64, bool), ApiError> {
-    let started = call.state.directory().started_at();
-    if let Some(p) = directory::config_provider(&call.runtime, name) {
-        return match &p.kind {
-            ProviderKind::OAuth2(c) => Ok((spec_of_config(c), started, started, true)),
-            ProviderKind::ApiKey { .. } => Err(not_found("OAuth2", name)),
-        };
-    }
-    match call
-        .state
+) -> Result<(OAuth2Spec, f64, f64), ApiError> {
+    let found = call
         .directory()
-        .provider_record(call.state.vault(), name)
-        .await?
-    {
-        Some(ProviderRecord {
+        .get_provider(&call.configured(), name, ProviderType::OAuth2)
+        .await?;
+    let (created, updated) = found.times();
+    let spec = match found {
+        StoredProvider::Config { config, .. } => match &config.kind {
+            ProviderKind::OAuth2(c) => spec_of_config(c),
+            ProviderKind::ApiKey { .. } => return Err(not_found(ProviderType::OAuth2, name)),
+        },
+        StoredProvider::Api(ProviderRecord {
             spec: ProviderSpec::OAuth2(spec),
-            created_at,
-            updated_at,
             ..
-        }) => Ok((spec, created_at, updated_at, false)),
-        _ => Err(not_found("OAuth2", name)),
-    }
+        }) => spec,
+        StoredProvider::Api(_) => return Err(not_found(ProviderType::OAuth2, name)),
+    };
+    Ok((spec, created, updated))
 }
 
 pub(super) fn describe_oauth2(
@@ -97,7 +93,7 @@ pub async fn get_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError>
     let input: NameInput = parse(body)?;
     validate::provider_name("name", &input.name)?;
     call.provider = Some(input.name.clone());
-    let (spec, created, updated, _) = find_oauth2(call, &input.name).await?;
+    let (spec, created, updated) = find_oauth2(call, &input.name).await?;
     Ok(Reply::ok(describe_oauth2(
         call,
         &input.name,
@@ -146,16 +142,16 @@ pub async fn update_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErr
             record.spec = ProviderSpec::OAuth2(spec.clone());
             Ok(())
         }
-        ProviderSpec::ApiKey { .. } => Err(not_found("OAuth2", &input.name)),
+        ProviderSpec::ApiKey { .. } => Err(not_found(ProviderType::OAuth2, &input.name)),
     })
     .await?;
     if moved {
         // Tokens from the old authorization server are not sent to the new one's resources.
-        let purged = Directory::purge_provider_tokens(call.state.vault(), &input.name).await?;
+        let purged = call.directory().purge_provider_tokens(&input.name).await?;
         tracing::info!(provider = %input.name, purged, "provider moved; its vaulted tokens were deleted");
     }
     let ProviderSpec::OAuth2(stored) = &record.spec else {
-        return Err(not_found("OAuth2", &input.name));
+        return Err(not_found(ProviderType::OAuth2, &input.name));
     };
     Ok(Reply::ok(describe_oauth2(
         call,
