@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
+use super::Context;
 use super::refresh::{self, RefreshError};
 use crate::providers::oauth::OAuthClient;
-use crate::state::AppState;
 use crate::vault::{Credential, Owner, store};
 
 /// What the vault holds for a request.
@@ -25,15 +25,14 @@ pub enum Lookup {
 /// The user's token for `owner` and `scopes`, or the scopes to ask consent for. Concurrent
 /// refreshes of one entry are merged through `refreshes`.
 pub async fn user_token(
-    state: &AppState,
-    refreshes: &moka::future::Cache<Owner, Arc<SecretString>>,
+    cx: &Context<'_>,
     client: Option<&Arc<OAuthClient>>,
     owner: &Owner,
     scopes: &[String],
     request_id: &str,
 ) -> Result<Lookup, Arc<RefreshError>> {
-    let stored = state
-        .vault()
+    let stored = cx
+        .vault
         .get(owner)
         .await
         .map_err(|e| Arc::new(RefreshError::Vault(e)))?;
@@ -49,14 +48,15 @@ pub async fn user_token(
     let (Some(_), Some(client)) = (&tokens.refresh_token, client) else {
         return Ok(Lookup::Consent(scopes.to_vec()));
     };
-    let refreshed = refreshes
+    let refreshed = cx
+        .refreshes
         .try_get_with(
             owner.clone(),
-            refresh::refresh(state, client, owner, request_id, None),
+            refresh::refresh(cx, client, owner, request_id, None),
         )
         .await;
     // The cache only merges concurrent refreshes; the vault keeps the result.
-    refreshes.invalidate(owner).await;
+    cx.refreshes.invalidate(owner).await;
     match refreshed {
         Ok(token) => Ok(Lookup::Token((*token).clone())),
         Err(e) if matches!(*e, RefreshError::ConsentNeeded) => Ok(Lookup::Consent(scopes.to_vec())),

@@ -19,8 +19,24 @@ use crate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, store};
 
 pub mod http;
 pub mod lookup;
+pub mod obtain;
 pub mod pending;
 pub mod refresh;
+
+pub use obtain::{ObtainError, Obtained, Polled, SessionDetails, Wanted, poll, token_or_challenge};
+
+/// What the consent flow uses of the gateway, handed in by its callers (the proxy, the identity
+/// API): the vault, metrics and audit log, keygate's public URL, and the runtime's merging of
+/// concurrent refreshes.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub vault: &'a Vault,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub audit: &'a crate::audit::Audit,
+    pub public_url: &'a Url,
+    /// Refreshes of users' tokens in progress, merged per vault entry.
+    pub refreshes: &'a moka::future::Cache<Owner, std::sync::Arc<SecretString>>,
+}
 
 pub const SESSION_LIFETIME_SECS: i64 = 600;
 pub const SESSION_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";

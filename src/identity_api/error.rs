@@ -6,6 +6,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, Body};
 use crate::consent::ConsentError;
+use crate::consent::ObtainError;
+use crate::consent::refresh::RefreshError;
 use crate::directory::{DirectoryError, EntryKind};
 use crate::inbound::AuthError;
 use crate::providers::ProviderError;
@@ -199,6 +201,22 @@ fn capitalized(text: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+impl From<ObtainError> for ApiError {
+    fn from(error: ObtainError) -> Self {
+        match error {
+            ObtainError::Refresh(e) => match &*e {
+                RefreshError::Vault(v) => ApiError::from(v),
+                RefreshError::Provider(p) => {
+                    tracing::warn!(error = %p, "token refresh failed");
+                    ApiError::from(p)
+                }
+                RefreshError::ConsentNeeded => ApiError::Internal(e.to_string()),
+            },
+            ObtainError::Consent(e) => e.into(),
+        }
     }
 }
 

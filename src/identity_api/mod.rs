@@ -210,6 +210,17 @@ impl Call {
         }
     }
 
+    /// The consent flow's view of the gateway for this call.
+    pub fn consent(&self) -> crate::consent::Context<'_> {
+        crate::consent::Context {
+            vault: self.state.vault(),
+            metrics: self.state.metrics(),
+            audit: self.state.audit(),
+            public_url: &self.runtime.config.server.public_url,
+            refreshes: &self.runtime.refreshes,
+        }
+    }
+
     /// `arn:aws:bedrock-agentcore:{region}:{account}:{resource}`.
     pub fn arn(&self, resource: &str) -> Result<String, ApiError> {
         let api = self.api()?;

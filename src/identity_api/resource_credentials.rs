@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,8 +15,7 @@ use super::access_tokens::jwt_user;
 use super::validate;
 use super::workload_identities;
 use super::{ApiError, Call, Reply, parse};
-use crate::consent::lookup::{self, Lookup};
-use crate::consent::{self, Status, refresh};
+use crate::consent::{self, Obtained, Polled, SessionDetails};
 use crate::inbound::{UserId, WorkloadClaims};
 use crate::providers::Provider;
 use crate::providers::m2m::Grant;
@@ -184,120 +183,60 @@ async fn user_federation(
             "names no user: USER_FEDERATION needs a token from GetWorkloadAccessTokenForUserId or ForJWT",
         )
     })?;
-    let workload = &claims.sub;
-    let provider = &input.resource_credential_provider_name;
-    let owner = consent::user_owner(workload, &user, provider);
+    let wanted = consent::Wanted {
+        workload: &claims.sub,
+        user: &user,
+        provider: &input.resource_credential_provider_name,
+        client: Some(client),
+        scopes: &input.scopes,
+        force_authentication: input.force_authentication.unwrap_or(false),
+        completed_session: None,
+    };
+    let cx = call.consent();
     if let Some(session_uri) = &input.session_uri {
         validate::session_uri("sessionUri", session_uri)?;
-        return poll(
-            call,
-            client,
-            &owner,
-            &user,
-            workload,
-            session_uri,
-            &input.scopes,
-        )
-        .await;
+        let polled = consent::poll(&cx, &wanted, session_uri, &call.request_id).await?;
+        return Ok(polled_reply(call, session_uri, polled));
     }
-    let mut consent_scopes = input.scopes.clone();
-    if !input.force_authentication.unwrap_or(false) {
-        match vaulted(call, client, &owner, &input.scopes).await? {
-            Lookup::Token(token) => {
-                return Ok(Reply::ok(json!({ "accessToken": token.expose_secret() })));
-            }
-            Lookup::Consent(scopes) => consent_scopes = scopes,
-        }
-    }
-    start(call, workload, &user, &consent_scopes, input).await
-}
-
-/// The user's vaulted token (refreshed when near expiry), or the scopes to ask consent for.
-async fn vaulted(
-    call: &Call,
-    client: &Arc<OAuthClient>,
-    owner: &crate::vault::Owner,
-    scopes: &[String],
-) -> Result<Lookup, ApiError> {
-    match lookup::user_token(
-        &call.state,
-        &call.runtime.refreshes,
-        Some(client),
-        owner,
-        scopes,
-        &call.request_id,
-    )
-    .await
-    {
-        Ok(found) => Ok(found),
-        Err(e) => match &*e {
-            refresh::RefreshError::Vault(v) => Err(ApiError::from(v)),
-            refresh::RefreshError::Provider(p) => {
-                tracing::warn!(error = %p, "token refresh failed");
-                Err(ApiError::from(p))
-            }
-            refresh::RefreshError::ConsentNeeded => Ok(Lookup::Consent(scopes.to_vec())),
-        },
+    let details = || session_details(call, &claims.sub, &input);
+    match consent::token_or_challenge(&cx, &wanted, &call.request_id, details).await? {
+        Obtained::Token(token) => Ok(token_reply(&token)),
+        Obtained::Challenge(started) => Ok(Reply::ok(json!({
+            "authorizationUrl": started.authorization_url,
+            "sessionUri": started.session_uri,
+            "sessionStatus": "IN_PROGRESS",
+        }))),
     }
 }
 
-/// A poll with `sessionUri`: the token once the session is completed, `IN_PROGRESS` while it
-/// is not, `FAILED` once it failed or expired. Only the session's own workload and user may poll
-/// it: anyone else gets `FAILED` too, the answer for a session that does not exist, so polling
-/// cannot tell whether someone else's session exists.
-async fn poll(
-    call: &Call,
-    client: &Arc<OAuthClient>,
-    owner: &crate::vault::Owner,
-    user: &UserId,
-    workload: &str,
-    session_uri: &str,
-    scopes: &[String],
-) -> Result<Reply, ApiError> {
-    let failed = || {
-        Ok(Reply::ok(
-            json!({ "sessionUri": session_uri, "sessionStatus": "FAILED" }),
-        ))
-    };
-    let session = match consent::peek(call.state.vault(), session_uri).await {
-        Ok(session) => session,
-        Err(consent::ConsentError::UnknownSession) => return failed(),
-        Err(e) => return Err(e.into()),
-    };
-    if session.workload != workload
-        || session.user != consent::SessionUser::from(user)
-        || session.provider != client.provider
-    {
-        tracing::info!(
-            request_id = call.request_id,
-            "a consent session was polled by another workload, user or provider; answered FAILED"
-        );
-        return failed();
-    }
-    match session.status {
-        Status::Failed { .. } => failed(),
-        Status::Pending | Status::Authorized { .. } => Ok(Reply::ok(json!({
+fn token_reply(token: &SecretString) -> Reply {
+    Reply::ok(json!({ "accessToken": token.expose_secret() }))
+}
+
+/// A poll's answer: the token once the session is completed, `IN_PROGRESS` while it is not,
+/// `FAILED` once it failed or expired (or is someone else's).
+fn polled_reply(call: &Call, session_uri: &str, polled: Polled) -> Reply {
+    match polled {
+        Polled::Token(token) => token_reply(&token),
+        Polled::InProgress => Reply::ok(json!({
             "authorizationUrl": consent::authorization_url(
                 &call.runtime.config.server.public_url,
                 session_uri,
             ),
             "sessionUri": session_uri,
             "sessionStatus": "IN_PROGRESS",
-        }))),
-        Status::Completed | Status::Redeemed => match vaulted(call, client, owner, scopes).await? {
-            Lookup::Token(token) => Ok(Reply::ok(json!({ "accessToken": token.expose_secret() }))),
-            Lookup::Consent(_) => failed(),
-        },
+        })),
+        Polled::Failed => Reply::ok(json!({ "sessionUri": session_uri, "sessionStatus": "FAILED" })),
     }
 }
 
-async fn start(
+/// What a new session carries, checked only when one is started: the return URL (one of the
+/// workload's registered ones), the caller's custom state and parameters.
+async fn session_details(
     call: &Call,
     workload: &str,
-    user: &UserId,
-    scopes: &[String],
-    input: OAuth2Input,
-) -> Result<Reply, ApiError> {
+    input: &OAuth2Input,
+) -> Result<SessionDetails, ApiError> {
     let registered = workload_identities::find(call, workload)
         .await?
         .allowed_return_urls;
@@ -331,31 +270,13 @@ async fn start(
     if let Some(state) = &input.custom_state {
         validate::custom_state("customState", state)?;
     }
-    let custom_parameters = input.custom_parameters.unwrap_or_default();
+    let custom_parameters = input.custom_parameters.clone().unwrap_or_default();
     validate::custom_parameters("customParameters", &custom_parameters)?;
-    let started = consent::start(
-        call.state.vault(),
-        &call.runtime.config.server.public_url,
-        consent::Request {
-            workload,
-            user,
-            provider: &input.resource_credential_provider_name,
-            scopes,
-            return_url: &return_url,
-            custom_state: input.custom_state,
-            custom_parameters: custom_parameters.into_iter().collect(),
-        },
-        input.force_authentication.unwrap_or(false),
-    )
-    .await?;
-    if !started.reused {
-        call.state.metrics().consent("started");
-    }
-    Ok(Reply::ok(json!({
-        "authorizationUrl": started.authorization_url,
-        "sessionUri": started.session_uri,
-        "sessionStatus": "IN_PROGRESS",
-    })))
+    Ok(SessionDetails {
+        return_url,
+        custom_state: input.custom_state.clone(),
+        custom_parameters: custom_parameters.into_iter().collect(),
+    })
 }
 
 pub async fn complete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {

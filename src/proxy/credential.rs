@@ -8,8 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
 use crate::config::{CredentialConfig, Flow, Injection};
-use crate::consent::lookup::{self, Lookup};
-use crate::consent::{self, Redemption, refresh};
+use crate::consent::{self, ObtainError, Obtained, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
 use crate::inbound::AuthError;
 
@@ -78,8 +77,19 @@ pub async fn resolve(
     }
 }
 
+/// The consent flow's view of the gateway for this request.
+fn consent_context<'a>(state: &'a AppState, runtime: &'a Runtime) -> consent::Context<'a> {
+    consent::Context {
+        vault: state.vault(),
+        metrics: state.metrics(),
+        audit: state.audit(),
+        public_url: &runtime.config.server.public_url,
+        refreshes: &runtime.refreshes,
+    }
+}
+
 /// The user's own token from the vault, or a consent challenge when there is none usable (or
-/// the route forces a fresh authentication).
+/// the route forces a fresh authentication): [`consent::token_or_challenge`].
 async fn user_token(
     state: &AppState,
     runtime: &Runtime,
@@ -95,80 +105,46 @@ async fn user_token(
     let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
         return Err(ProxyError::Auth(AuthError::MissingUser));
     };
-    let mut consent_scopes = credential.scopes.clone();
-    if !credential.force_authentication {
-        let owner = consent::user_owner(workload, user, provider);
-        let client = match runtime.providers.get(provider) {
+    let wanted = consent::Wanted {
+        workload,
+        user,
+        provider,
+        client: match runtime.providers.get(provider) {
             Some(Provider::OAuth2(client)) => Some(client),
             _ => None,
-        };
-        let found = lookup::user_token(
-            state,
-            &runtime.refreshes,
-            client,
-            &owner,
-            &credential.scopes,
-            request_id,
-        )
-        .await;
-        match found {
-            Ok(Lookup::Token(token)) => return Ok(Some(token)),
-            Ok(Lookup::Consent(scopes)) => consent_scopes = scopes,
-            Err(e) => match &*e {
-                refresh::RefreshError::Provider(p) => {
-                    return Err(ProxyError::CredentialProvider(p.to_string()));
-                }
-                refresh::RefreshError::Vault(v) => {
-                    return Err(ProxyError::VaultUnavailable(v.to_string()));
-                }
-                refresh::RefreshError::ConsentNeeded => {}
-            },
-        }
-    }
-    let owner = consent::user_owner(workload, user, provider);
-    let public_url = &runtime.config.server.public_url;
-    if credential.force_authentication
-        && let Some(session_uri) = consent_session
-    {
-        match consent::redeem(
-            state.vault(),
-            public_url,
-            session_uri,
-            &owner,
-            &credential.scopes,
-        )
-        .await
-        .map_err(consent_failure)?
-        {
-            Redemption::Token(token) => return Ok(Some(token)),
-            Redemption::Pending(started) => return Err(challenge(started, provider)),
-            Redemption::Unusable => {}
-        }
-    }
-    let return_url = credential
-        .return_url
-        .as_deref()
-        .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url".into()))?;
-    let started = consent::start(
-        state.vault(),
-        public_url,
-        consent::Request {
-            workload,
-            user,
-            provider,
-            scopes: &consent_scopes,
+        },
+        scopes: &credential.scopes,
+        force_authentication: credential.force_authentication,
+        completed_session: consent_session,
+    };
+    let details = || async {
+        let return_url = credential.return_url.clone().ok_or_else(|| {
+            ProxyError::Internal("user_federation route without a return_url".into())
+        })?;
+        Ok::<_, ProxyError>(consent::SessionDetails {
             return_url,
             custom_state: None,
             custom_parameters: Vec::new(),
-        },
-        credential.force_authentication,
-    )
-    .await
-    .map_err(consent_failure)?;
-    if !started.reused {
-        state.metrics().consent("started");
+        })
+    };
+    let cx = consent_context(state, runtime);
+    match consent::token_or_challenge(&cx, &wanted, request_id, details).await? {
+        Obtained::Token(token) => Ok(Some(token)),
+        Obtained::Challenge(started) => Err(challenge(started, provider)),
     }
-    Err(challenge(started, provider))
+}
+
+impl From<ObtainError> for ProxyError {
+    fn from(error: ObtainError) -> Self {
+        match error {
+            ObtainError::Refresh(e) => match &*e {
+                refresh::RefreshError::Provider(p) => ProxyError::CredentialProvider(p.to_string()),
+                refresh::RefreshError::Vault(v) => ProxyError::VaultUnavailable(v.to_string()),
+                refresh::RefreshError::ConsentNeeded => ProxyError::Internal(e.to_string()),
+            },
+            ObtainError::Consent(e) => consent_failure(e),
+        }
+    }
 }
 
 fn consent_failure(error: consent::ConsentError) -> ProxyError {
@@ -205,8 +181,7 @@ pub async fn after_rejection(
     };
     let owner = consent::user_owner(workload, user, provider);
     refresh::after_rejection(
-        state,
-        &runtime.refreshes,
+        &consent_context(state, runtime),
         client,
         &owner,
         rejected,
