@@ -6,10 +6,11 @@ use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::consent;
+use crate::directory::Configured;
 use crate::error::{ProxyError, json_response};
 use crate::identity_api;
 use crate::proxy::{self, ConnInfo};
-use crate::state::AppState;
+use crate::state::{AppState, Runtime};
 
 pub async fn dispatch(
     state: &AppState,
@@ -29,9 +30,15 @@ pub async fn dispatch(
     if request.method() == http::Method::GET {
         let query = request.uri().query();
         match path {
-            "/identities/oauth2/authorize" => return consent::http::authorize(state, query).await,
+            "/identities/oauth2/authorize" => {
+                let runtime = state.runtime();
+                let endpoints = consent_endpoints(state, &runtime);
+                return consent::http::authorize(&endpoints, query).await;
+            }
             "/identities/oauth2/callback" => {
-                return consent::http::callback(state, query, conn.peer.ip()).await;
+                let runtime = state.runtime();
+                let endpoints = consent_endpoints(state, &runtime);
+                return consent::http::callback(&endpoints, query, conn.peer.ip()).await;
             }
             _ => {}
         }
@@ -43,6 +50,24 @@ pub async fn dispatch(
         return ProxyError::NoRoute.into_response();
     }
     proxy::handle(state, request, conn).await
+}
+
+/// What the consent flow's browser endpoints use of the gateway.
+fn consent_endpoints<'a>(
+    state: &'a AppState,
+    runtime: &'a Runtime,
+) -> consent::http::Endpoints<'a> {
+    consent::http::Endpoints {
+        vault: state.vault(),
+        metrics: state.metrics(),
+        audit: state.audit(),
+        public_url: &runtime.config.server.public_url,
+        directory: state.directory(),
+        configured: Configured {
+            config: &runtime.config,
+            providers: &runtime.providers,
+        },
+    }
 }
 
 /// Paths keygate keeps for itself, whatever the routes say.

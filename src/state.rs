@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::audit::Audit;
 use crate::config::{self, Config, ConfigError};
+use crate::http_client::{self, UpstreamClient};
 use crate::inbound::discovery::IssuerRegistry;
 use crate::inbound::jwks::{FetchCounters, KeySource, SourceOptions};
 use crate::inbound::workload_token::SigningKeyError;
@@ -17,7 +18,6 @@ use crate::inbound::{Authorizer, WorkloadTokens};
 use crate::metrics::Metrics;
 use crate::providers::{self, Provider, m2m::M2mTokens};
 use crate::proxy::route::{Route, RouteTable};
-use crate::http_client::{self, UpstreamClient};
 use crate::tls::TlsError;
 use crate::vault::{Vault, VaultError, VaultMetrics};
 

@@ -12,29 +12,34 @@ use serde_json::json;
 use url::form_urlencoded;
 
 use super::ConsentError;
+use crate::audit::Audit;
 use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
+use crate::directory::{Configured, Directory};
 use crate::error::json_response;
 use crate::inbound::UserId;
+use crate::metrics::Metrics;
 use crate::providers::oauth::OAuthClient;
-use crate::state::{AppState, Runtime};
+use crate::vault::Vault;
 use std::net::IpAddr;
+use url::Url;
 
-/// OAuth clients from the config or the API.
-struct DirectoryClients<'a> {
-    state: &'a AppState,
-    runtime: &'a Runtime,
+/// What the browser-facing endpoints use, built by their caller (the router) from the
+/// gateway's state and the runtime in use.
+pub struct Endpoints<'a> {
+    pub vault: &'a Vault,
+    pub metrics: &'a Metrics,
+    pub audit: &'a Audit,
+    pub public_url: &'a Url,
+    /// Where providers' OAuth clients come from (config or API-created).
+    pub directory: &'a Directory,
+    pub configured: Configured<'a>,
 }
 
-impl super::Clients for DirectoryClients<'_> {
+impl super::Clients for Endpoints<'_> {
     async fn client(&self, provider: &str) -> Option<Arc<OAuthClient>> {
-        let configured = crate::directory::Configured {
-            config: &self.runtime.config,
-            providers: &self.runtime.providers,
-        };
-        self.state
-            .directory()
-            .oauth_client(&configured, provider)
+        self.directory
+            .oauth_client(&self.configured, provider)
             .await
     }
 }
@@ -87,26 +92,26 @@ fn private(mut response: Response<Body>) -> Response<Body> {
     response
 }
 
-pub async fn authorize(state: &AppState, query: Option<&str>) -> Response<Body> {
-    private(answer_authorize(state, query).await)
+pub async fn authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Response<Body> {
+    private(answer_authorize(endpoints, query).await)
 }
 
-pub async fn callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Response<Body> {
-    private(answer_callback(state, query, peer).await)
+pub async fn callback(
+    endpoints: &Endpoints<'_>,
+    query: Option<&str>,
+    peer: IpAddr,
+) -> Response<Body> {
+    private(answer_callback(endpoints, query, peer).await)
 }
 
-async fn answer_authorize(state: &AppState, query: Option<&str>) -> Response<Body> {
-    let runtime = state.runtime();
+async fn answer_authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Response<Body> {
     let Some(request_uri) = query_value(query, "request_uri") else {
         return refused(&ConsentError::UnknownSession);
     };
     match super::authorization_redirect(
-        state.vault(),
-        &runtime.config.server.public_url,
-        &DirectoryClients {
-            state,
-            runtime: &runtime,
-        },
+        endpoints.vault,
+        endpoints.public_url,
+        endpoints,
         &request_uri,
     )
     .await
@@ -116,27 +121,27 @@ async fn answer_authorize(state: &AppState, query: Option<&str>) -> Response<Bod
     }
 }
 
-async fn answer_callback(state: &AppState, query: Option<&str>, peer: IpAddr) -> Response<Body> {
-    let runtime = state.runtime();
+async fn answer_callback(
+    endpoints: &Endpoints<'_>,
+    query: Option<&str>,
+    peer: IpAddr,
+) -> Response<Body> {
     let Some(session_state) = query_value(query, "state") else {
         return refused(&ConsentError::UnknownSession);
     };
     let code = query_value(query, "code");
     let error = query_value(query, "error");
     // Reserved first: a full audit queue refuses the step before it changes anything.
-    let Ok(slot) = state.audit().reserve() else {
+    let Ok(slot) = endpoints.audit.reserve() else {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({ "error": "audit_unavailable", "error_description": "the audit log is not keeping up; retry" }),
         );
     };
     let result = super::callback(
-        state.vault(),
-        &runtime.config.server.public_url,
-        &DirectoryClients {
-            state,
-            runtime: &runtime,
-        },
+        endpoints.vault,
+        endpoints.public_url,
+        endpoints,
         &session_state,
         super::Response {
             code: code.as_deref(),
@@ -145,62 +150,65 @@ async fn answer_callback(state: &AppState, query: Option<&str>, peer: IpAddr) ->
         },
     )
     .await;
-    match result {
-        Ok(done) => {
-            let (outcome, result) = match &done.refused {
-                None => (Outcome::Success, "authorized"),
-                Some(_) => (Outcome::Denied, "denied"),
-            };
-            state.metrics().consent(result);
-            let session = &done.session;
-            count_exchange(state, &session.provider, done.exchange);
-            if !done.reduced.is_empty() {
-                // Served all the same: the provider decides what its tokens are good for.
-                state.metrics().consent("scope_reduced");
-                tracing::warn!(
-                    provider = %session.provider,
-                    missing = %done.reduced.join(" "),
-                    "the provider granted fewer scopes than requested"
-                );
-            }
-            let user = UserId {
-                issuer: session.user.issuer.clone(),
-                id: session.user.id.clone(),
-            };
-            let event = AuditEvent::new(
-                "ConsentCallback",
-                &uuid::Uuid::new_v4().to_string(),
-                outcome,
-            )
-            .workload(Some(&session.workload))
-            .user(Some(&user))
-            .provider(Some(&session.provider))
-            .reason(done.refused.as_deref())
-            .source(peer);
-            slot.record(event);
-            redirect(&done.redirect)
-        }
+    let event = match &result {
+        Ok(done) => called_back(endpoints.metrics, done),
         Err(error) => {
             let outcome = match error {
                 ConsentError::Vault(_) | ConsentError::Provider(_) => Outcome::Error,
                 _ => Outcome::Denied,
             };
-            let event = AuditEvent::new(
+            AuditEvent::new(
                 "ConsentCallback",
                 &uuid::Uuid::new_v4().to_string(),
                 outcome,
             )
             .reason(Some("invalid_session"))
-            .source(peer);
-            slot.record(event);
-            refused(&error)
         }
+    };
+    slot.record(event.source(peer));
+    match result {
+        Ok(done) => redirect(&done.redirect),
+        Err(error) => refused(&error),
     }
+}
+
+/// A callback that settled its session: counted, logged when the provider granted less, and
+/// the audit event for it.
+fn called_back(metrics: &Metrics, done: &super::Callback) -> AuditEvent {
+    let (outcome, result) = match &done.refused {
+        None => (Outcome::Success, "authorized"),
+        Some(_) => (Outcome::Denied, "denied"),
+    };
+    metrics.consent(result);
+    let session = &done.session;
+    count_exchange(metrics, &session.provider, done.exchange);
+    if !done.reduced.is_empty() {
+        // Served all the same: the provider decides what its tokens are good for.
+        metrics.consent("scope_reduced");
+        tracing::warn!(
+            provider = %session.provider,
+            missing = %done.reduced.join(" "),
+            "the provider granted fewer scopes than requested"
+        );
+    }
+    let user = UserId {
+        issuer: session.user.issuer.clone(),
+        id: session.user.id.clone(),
+    };
+    AuditEvent::new(
+        "ConsentCallback",
+        &uuid::Uuid::new_v4().to_string(),
+        outcome,
+    )
+    .workload(Some(&session.workload))
+    .user(Some(&user))
+    .provider(Some(&session.provider))
+    .reason(done.refused.as_deref())
 }
 
 /// Counts the code exchange as a token request, and logs a provider that refused keygate's own
 /// client credentials as the misconfiguration it is (not as a user who said no).
-fn count_exchange(state: &AppState, provider: &str, exchange: Option<super::Exchange>) {
+fn count_exchange(metrics: &Metrics, provider: &str, exchange: Option<super::Exchange>) {
     let result = match exchange {
         None => return,
         Some(super::Exchange::Success) => "success",
@@ -218,8 +226,7 @@ fn count_exchange(state: &AppState, provider: &str, exchange: Option<super::Exch
             result
         }
     };
-    state
-        .metrics()
+    metrics
         .token_requests_total
         .with_label_values(&[provider, "authorization_code", result])
         .inc();

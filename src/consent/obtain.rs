@@ -157,7 +157,9 @@ pub async fn poll(
         Err(ConsentError::UnknownSession) => return Ok(Polled::Failed),
         Err(e) => return Err(e.into()),
     };
-    let provider = wanted.client.map_or(wanted.provider, |c| c.provider.as_str());
+    let provider = wanted
+        .client
+        .map_or(wanted.provider, |c| c.provider.as_str());
     if session.workload != wanted.workload
         || session.user != super::SessionUser::from(wanted.user)
         || session.provider != provider

@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::Context;
 use crate::audit::{AuditEvent, Outcome};
 use crate::providers::ProviderError;
-use crate::providers::oauth::TokenResponse;
 use crate::providers::oauth::OAuthClient;
+use crate::providers::oauth::TokenResponse;
 use crate::vault::{Credential, OAuthTokens, Owner, VaultError, store};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +45,7 @@ pub async fn refresh(
     }
     // One refresh per token across the fleet: replicas take turns, and whoever comes second
     // finds the refreshed token below and uses it.
-    let lock = cx.vault
-        .lock(owner)
-        .await
-        .map_err(RefreshError::Vault)?;
+    let lock = cx.vault.lock(owner).await.map_err(RefreshError::Vault)?;
     let result = refresh_locked(cx, client, owner, request_id, rejected).await;
     lock.release().await;
     result
@@ -199,7 +196,10 @@ impl Refreshed<'_> {
         {
             return Ok(Arc::new(latest.access_token.clone()));
         }
-        vault.delete(self.owner).await.map_err(RefreshError::Vault)?;
+        vault
+            .delete(self.owner)
+            .await
+            .map_err(RefreshError::Vault)?;
         self.cx.metrics.consent("refresh_refused");
         self.audit(Outcome::Denied, Some("invalid_grant"));
         Err(RefreshError::ConsentNeeded)

@@ -206,7 +206,9 @@ impl Directory {
                 continue;
             };
             let vendor = match &record.spec {
-                ProviderSpec::OAuth2(spec) => crate::providers::vendors::agentcore_name(&spec.vendor),
+                ProviderSpec::OAuth2(spec) => {
+                    crate::providers::vendors::agentcore_name(&spec.vendor)
+                }
                 ProviderSpec::ApiKey { .. } => None,
             };
             if ProviderType::of_spec(&record.spec) == wanted {

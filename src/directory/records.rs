@@ -157,9 +157,10 @@ pub(super) async fn versioned<T: for<'de> Deserialize<'de>>(
     vault: &Vault,
     owner: &Owner,
 ) -> Result<Option<Versioned<T>>, VaultError> {
-    Ok(vault.get_versioned(owner).await?.and_then(|(version, c)| {
-        from_credential(&c).map(|record| Versioned { version, record })
-    }))
+    Ok(vault
+        .get_versioned(owner)
+        .await?
+        .and_then(|(version, c)| from_credential(&c).map(|record| Versioned { version, record })))
 }
 
 /// Stores a new record; false when the name is taken.

@@ -226,7 +226,9 @@ fn polled_reply(call: &Call, session_uri: &str, polled: Polled) -> Reply {
             "sessionUri": session_uri,
             "sessionStatus": "IN_PROGRESS",
         })),
-        Polled::Failed => Reply::ok(json!({ "sessionUri": session_uri, "sessionStatus": "FAILED" })),
+        Polled::Failed => {
+            Reply::ok(json!({ "sessionUri": session_uri, "sessionStatus": "FAILED" }))
+        }
     }
 }
 

@@ -128,7 +128,9 @@ pub(super) fn secret(field: &str, value: Option<String>) -> Result<Option<String
 
 pub(super) fn check_new_name(call: &Call, name: &str) -> Result<(), ApiError> {
     validate::provider_name("name", name)?;
-    Ok(call.directory().check_new_provider(&call.configured(), name)?)
+    Ok(call
+        .directory()
+        .check_new_provider(&call.configured(), name)?)
 }
 
 /// Stores a new API-created provider, within the quota; its name was checked by
