@@ -49,7 +49,7 @@ pub enum StoredProvider<'c> {
         /// When keygate started (reported as created and updated time).
         started_at: f64,
     },
-    Api(ProviderRecord),
+    Api(Box<ProviderRecord>),
 }
 
 impl StoredProvider<'_> {
@@ -94,7 +94,7 @@ impl Directory {
         }
         match self.provider_record(name).await? {
             Some(record) if ProviderType::of_spec(&record.spec) == wanted => {
-                Ok(StoredProvider::Api(record))
+                Ok(StoredProvider::Api(Box::new(record)))
             }
             _ => Err(DirectoryError::NotFound(wanted.entry(name))),
         }

@@ -15,6 +15,7 @@
 pub mod access_tokens;
 pub mod credential_providers;
 pub mod error;
+mod operation;
 pub mod replay;
 pub mod resource_credentials;
 pub mod sigv4;
@@ -22,6 +23,7 @@ pub mod token_vault;
 pub mod validate;
 pub mod workload_identities;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -31,151 +33,19 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
-use crate::audit::{AuditEvent, Outcome};
+use crate::audit::{AuditEvent, AuditSlot, Outcome};
 use crate::body::{self, Body};
 use crate::config::ApiConfig;
 use crate::inbound::UserId;
 use crate::proxy::ConnInfo;
 use crate::state::{AppState, Runtime};
 pub use error::ApiError;
+pub use operation::Operation;
 
 /// Largest request body accepted (a user token may be 128 KiB).
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Longest a client may take to send its body.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The operations, by path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    GetWorkloadAccessToken,
-    GetWorkloadAccessTokenForJwt,
-    GetWorkloadAccessTokenForUserId,
-    GetResourceOauth2Token,
-    GetResourceApiKey,
-    CompleteResourceTokenAuth,
-    CreateWorkloadIdentity,
-    GetWorkloadIdentity,
-    UpdateWorkloadIdentity,
-    ListWorkloadIdentities,
-    DeleteWorkloadIdentity,
-    CreateOauth2CredentialProvider,
-    GetOauth2CredentialProvider,
-    UpdateOauth2CredentialProvider,
-    ListOauth2CredentialProviders,
-    DeleteOauth2CredentialProvider,
-    CreateApiKeyCredentialProvider,
-    GetApiKeyCredentialProvider,
-    UpdateApiKeyCredentialProvider,
-    ListApiKeyCredentialProviders,
-    DeleteApiKeyCredentialProvider,
-    GetTokenVault,
-    SetTokenVaultCmk,
-}
-
-use Operation::*;
-
-const OPERATIONS: &[(&str, Operation)] = &[
-    ("/identities/GetWorkloadAccessToken", GetWorkloadAccessToken),
-    (
-        "/identities/GetWorkloadAccessTokenForJWT",
-        GetWorkloadAccessTokenForJwt,
-    ),
-    (
-        "/identities/GetWorkloadAccessTokenForUserId",
-        GetWorkloadAccessTokenForUserId,
-    ),
-    ("/identities/oauth2/token", GetResourceOauth2Token),
-    ("/identities/api-key", GetResourceApiKey),
-    (
-        "/identities/CompleteResourceTokenAuth",
-        CompleteResourceTokenAuth,
-    ),
-    ("/identities/CreateWorkloadIdentity", CreateWorkloadIdentity),
-    ("/identities/GetWorkloadIdentity", GetWorkloadIdentity),
-    ("/identities/UpdateWorkloadIdentity", UpdateWorkloadIdentity),
-    ("/identities/ListWorkloadIdentities", ListWorkloadIdentities),
-    ("/identities/DeleteWorkloadIdentity", DeleteWorkloadIdentity),
-    (
-        "/identities/CreateOauth2CredentialProvider",
-        CreateOauth2CredentialProvider,
-    ),
-    (
-        "/identities/GetOauth2CredentialProvider",
-        GetOauth2CredentialProvider,
-    ),
-    (
-        "/identities/UpdateOauth2CredentialProvider",
-        UpdateOauth2CredentialProvider,
-    ),
-    (
-        "/identities/ListOauth2CredentialProviders",
-        ListOauth2CredentialProviders,
-    ),
-    (
-        "/identities/DeleteOauth2CredentialProvider",
-        DeleteOauth2CredentialProvider,
-    ),
-    (
-        "/identities/CreateApiKeyCredentialProvider",
-        CreateApiKeyCredentialProvider,
-    ),
-    (
-        "/identities/GetApiKeyCredentialProvider",
-        GetApiKeyCredentialProvider,
-    ),
-    (
-        "/identities/UpdateApiKeyCredentialProvider",
-        UpdateApiKeyCredentialProvider,
-    ),
-    (
-        "/identities/ListApiKeyCredentialProviders",
-        ListApiKeyCredentialProviders,
-    ),
-    (
-        "/identities/DeleteApiKeyCredentialProvider",
-        DeleteApiKeyCredentialProvider,
-    ),
-    ("/identities/get-token-vault", GetTokenVault),
-    ("/identities/set-token-vault-cmk", SetTokenVaultCmk),
-];
-
-impl Operation {
-    pub fn from_path(path: &str) -> Option<Operation> {
-        OPERATIONS
-            .iter()
-            .find(|(p, _)| *p == path)
-            .map(|(_, op)| *op)
-    }
-
-    /// The operation's name, as AWS spells it (the audit event).
-    pub fn name(self) -> &'static str {
-        match self {
-            GetWorkloadAccessTokenForJwt => "GetWorkloadAccessTokenForJWT",
-            SetTokenVaultCmk => "SetTokenVaultCMK",
-            GetWorkloadAccessToken => "GetWorkloadAccessToken",
-            GetWorkloadAccessTokenForUserId => "GetWorkloadAccessTokenForUserId",
-            GetResourceOauth2Token => "GetResourceOauth2Token",
-            GetResourceApiKey => "GetResourceApiKey",
-            CompleteResourceTokenAuth => "CompleteResourceTokenAuth",
-            CreateWorkloadIdentity => "CreateWorkloadIdentity",
-            GetWorkloadIdentity => "GetWorkloadIdentity",
-            UpdateWorkloadIdentity => "UpdateWorkloadIdentity",
-            ListWorkloadIdentities => "ListWorkloadIdentities",
-            DeleteWorkloadIdentity => "DeleteWorkloadIdentity",
-            CreateOauth2CredentialProvider => "CreateOauth2CredentialProvider",
-            GetOauth2CredentialProvider => "GetOauth2CredentialProvider",
-            UpdateOauth2CredentialProvider => "UpdateOauth2CredentialProvider",
-            ListOauth2CredentialProviders => "ListOauth2CredentialProviders",
-            DeleteOauth2CredentialProvider => "DeleteOauth2CredentialProvider",
-            CreateApiKeyCredentialProvider => "CreateApiKeyCredentialProvider",
-            GetApiKeyCredentialProvider => "GetApiKeyCredentialProvider",
-            UpdateApiKeyCredentialProvider => "UpdateApiKeyCredentialProvider",
-            ListApiKeyCredentialProviders => "ListApiKeyCredentialProviders",
-            DeleteApiKeyCredentialProvider => "DeleteApiKeyCredentialProvider",
-            GetTokenVault => "GetTokenVault",
-        }
-    }
-}
 
 /// One API call in progress: what operations read, and what they report for the audit line.
 pub struct Call {
@@ -308,87 +178,16 @@ pub async fn handle(
     let Some(api) = runtime.config.api.clone() else {
         return ApiError::UnknownOperation(path).into_response(&request_id);
     };
-    // Refusals before the signature is verified are audited best-effort: an unauthenticated
-    // client must not be able to hold audit slots (or fill the queue) for everyone else.
-    let refuse = |error: ApiError| {
-        let _ = state.audit().record(
-            AuditEvent::new(operation.name(), &request_id, Outcome::Denied)
-                .reason(Some(error.type_name()))
-                .source(conn.peer.ip()),
-        );
-        error.into_response(&request_id)
+    let arriving = Arriving {
+        state,
+        operation,
+        request_id: &request_id,
+        source: conn.peer.ip(),
     };
-    if request.method() != http::Method::POST {
-        return refuse(ApiError::UnknownOperation(format!(
-            "{} {path}",
-            request.method()
-        )));
-    }
-    let (parts, incoming) = request.into_parts();
-    // Bounded in size and in time: a client trickling its body cannot hold the request open.
-    let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        Limited::new(incoming, MAX_BODY_BYTES).collect(),
-    )
-    .await;
-    let body: Bytes = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        _ => {
-            return refuse(ApiError::Validation(format!(
-                "the request body is unreadable, slower than {} s, or larger than {} KiB",
-                BODY_READ_TIMEOUT.as_secs(),
-                MAX_BODY_BYTES / 1024
-            )));
-        }
+    let body = match arriving.admit(request, &api).await {
+        Ok(body) => body,
+        Err(response) => return *response,
     };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    let signed = sigv4::Signed {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        host,
-        body: &body,
-    };
-    if let Err(refusal) = sigv4::verify(&signed, &api.credentials, &api.region, SystemTime::now()) {
-        tracing::info!(request_id, operation = operation.name(), %refusal, "identity API call refused");
-        return refuse(ApiError::AccessDenied(refusal.public_message().to_string()));
-    }
-    // A signed request is good for one use (see `replay`): a captured one resent within its
-    // 5 minutes changes nothing and mints nothing.
-    if replay::tracked(operation) {
-        let Some(signature) = sigv4::signature_of(&parts.headers) else {
-            return refuse(ApiError::AccessDenied("unsigned request".into()));
-        };
-        match state
-            .vault()
-            .first_use(signature, sigv4::REPLAY_MEMORY_SECS)
-            .await
-        {
-            Ok(first) if replay::is_replay(first, crate::vault::store::now_ms()) => {
-                tracing::warn!(
-                    request_id,
-                    operation = operation.name(),
-                    "replayed identity API request refused"
-                );
-                let _ = state.audit().record(
-                    AuditEvent::new(operation.name(), &request_id, Outcome::Denied)
-                        .reason(Some("replay"))
-                        .source(conn.peer.ip()),
-                );
-                return ApiError::AccessDenied(
-                    "this signed request was already used: sign every request anew".to_string(),
-                )
-                .into_response(&request_id);
-            }
-            Ok(_) => {}
-            Err(error) => return ApiError::from(&error).into_response(&request_id),
-        }
-    }
     // Authenticated: reserved before anything happens, so the outcome is always written.
     let Ok(slot) = state.audit().reserve() else {
         return ApiError::Unavailable("the audit log is not keeping up; retry later".into())
@@ -402,12 +201,155 @@ pub async fn handle(
         user: None,
         provider: None,
     };
-    let source = conn.peer.ip();
-    // The operation and its audit line run in their own task: a client that disconnects cannot
-    // cut the call short between its effect and its audit line.
+    let result = execute(operation, call, body, slot, arriving.source).await;
+    match result {
+        Ok(reply) => respond(reply, &request_id),
+        Err(error) => {
+            if error.is_refusal() {
+                tracing::debug!(request_id, operation = operation.name(), %error, "identity API call refused");
+            } else {
+                tracing::warn!(request_id, operation = operation.name(), %error, "identity API call failed");
+            }
+            error.into_response(&request_id)
+        }
+    }
+}
+
+/// A request on its way in, before it is authenticated.
+struct Arriving<'a> {
+    state: &'a AppState,
+    operation: Operation,
+    request_id: &'a str,
+    source: IpAddr,
+}
+
+impl Arriving<'_> {
+    /// Refusals before the signature is verified are audited best-effort: an unauthenticated
+    /// client must not be able to hold audit slots (or fill the queue) for everyone else.
+    fn refuse(&self, error: ApiError) -> Box<Response<Body>> {
+        self.refuse_for(error.type_name(), error)
+    }
+
+    fn refuse_for(&self, reason: &str, error: ApiError) -> Box<Response<Body>> {
+        let _ = self.state.audit().record(
+            AuditEvent::new(self.operation.name(), self.request_id, Outcome::Denied)
+                .reason(Some(reason))
+                .source(self.source),
+        );
+        Box::new(error.into_response(self.request_id))
+    }
+
+    /// The body of a POST, read within bounds and signed by a configured credential, used
+    /// once; else the response refusing it.
+    async fn admit(
+        &self,
+        request: Request<Incoming>,
+        api: &ApiConfig,
+    ) -> Result<Bytes, Box<Response<Body>>> {
+        if request.method() != http::Method::POST {
+            return Err(self.refuse(ApiError::UnknownOperation(format!(
+                "{} {}",
+                request.method(),
+                request.uri().path()
+            ))));
+        }
+        let (parts, incoming) = request.into_parts();
+        // Bounded in size and in time: a client trickling its body cannot hold the request open.
+        let read = tokio::time::timeout(
+            BODY_READ_TIMEOUT,
+            Limited::new(incoming, MAX_BODY_BYTES).collect(),
+        )
+        .await;
+        let body: Bytes = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => {
+                return Err(self.refuse(ApiError::Validation(format!(
+                    "the request body is unreadable, slower than {} s, or larger than {} KiB",
+                    BODY_READ_TIMEOUT.as_secs(),
+                    MAX_BODY_BYTES / 1024
+                ))));
+            }
+        };
+        self.verify_signature(&parts, &body, api)?;
+        self.refuse_replay(&parts.headers).await?;
+        Ok(body)
+    }
+
+    fn verify_signature(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        api: &ApiConfig,
+    ) -> Result<(), Box<Response<Body>>> {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let signed = sigv4::Signed {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            host,
+            body,
+        };
+        if let Err(refusal) =
+            sigv4::verify(&signed, &api.credentials, &api.region, SystemTime::now())
+        {
+            tracing::info!(request_id = self.request_id, operation = self.operation.name(), %refusal, "identity API call refused");
+            return Err(self.refuse(ApiError::AccessDenied(refusal.public_message().to_string())));
+        }
+        Ok(())
+    }
+
+    /// A signed request is good for one use (see `replay`): a captured one resent within its
+    /// 5 minutes changes nothing and mints nothing.
+    async fn refuse_replay(&self, headers: &http::HeaderMap) -> Result<(), Box<Response<Body>>> {
+        if !replay::tracked(self.operation) {
+            return Ok(());
+        }
+        let Some(signature) = sigv4::signature_of(headers) else {
+            return Err(self.refuse(ApiError::AccessDenied("unsigned request".into())));
+        };
+        match self
+            .state
+            .vault()
+            .first_use(signature, sigv4::REPLAY_MEMORY_SECS)
+            .await
+        {
+            Ok(first) if replay::is_replay(first, crate::vault::store::now_ms()) => {
+                tracing::warn!(
+                    request_id = self.request_id,
+                    operation = self.operation.name(),
+                    "replayed identity API request refused"
+                );
+                Err(self.refuse_for(
+                    "replay",
+                    ApiError::AccessDenied(
+                        "this signed request was already used: sign every request anew".to_string(),
+                    ),
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(error) => Err(Box::new(
+                ApiError::from(&error).into_response(self.request_id),
+            )),
+        }
+    }
+}
+
+/// Runs the operation and writes its audit line in their own task: a client that disconnects
+/// cannot cut the call short between its effect and its audit line.
+async fn execute(
+    operation: Operation,
+    mut call: Call,
+    body: Bytes,
+    slot: AuditSlot,
+    source: IpAddr,
+) -> Result<Reply, ApiError> {
     let task = tokio::spawn(async move {
-        let mut call = call;
-        let result = run(operation, &mut call, &body).await;
+        let result = operation::run(operation, &mut call, &body).await;
         let outcome = match &result {
             Ok(_) => Outcome::Success,
             Err(e) if e.is_refusal() => Outcome::Denied,
@@ -424,49 +366,9 @@ pub async fn handle(
         slot.record(event);
         result
     });
-    let result = match task.await {
+    match task.await {
         Ok(result) => result,
         Err(_) => Err(ApiError::Internal("the operation panicked".into())),
-    };
-
-    match result {
-        Ok(reply) => respond(reply, &request_id),
-        Err(error) => {
-            if error.is_refusal() {
-                tracing::debug!(request_id, operation = operation.name(), %error, "identity API call refused");
-            } else {
-                tracing::warn!(request_id, operation = operation.name(), %error, "identity API call failed");
-            }
-            error.into_response(&request_id)
-        }
-    }
-}
-
-async fn run(operation: Operation, call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
-    match operation {
-        GetWorkloadAccessToken => access_tokens::for_workload(call, body).await,
-        GetWorkloadAccessTokenForJwt => access_tokens::for_jwt(call, body).await,
-        GetWorkloadAccessTokenForUserId => access_tokens::for_user_id(call, body).await,
-        GetResourceOauth2Token => resource_credentials::oauth2_token(call, body).await,
-        GetResourceApiKey => resource_credentials::api_key(call, body).await,
-        CompleteResourceTokenAuth => resource_credentials::complete(call, body).await,
-        CreateWorkloadIdentity => workload_identities::create(call, body).await,
-        GetWorkloadIdentity => workload_identities::get(call, body).await,
-        UpdateWorkloadIdentity => workload_identities::update(call, body).await,
-        ListWorkloadIdentities => workload_identities::list(call, body).await,
-        DeleteWorkloadIdentity => workload_identities::delete(call, body).await,
-        CreateOauth2CredentialProvider => credential_providers::create_oauth2(call, body).await,
-        GetOauth2CredentialProvider => credential_providers::get_oauth2(call, body).await,
-        UpdateOauth2CredentialProvider => credential_providers::update_oauth2(call, body).await,
-        ListOauth2CredentialProviders => credential_providers::list_oauth2(call, body).await,
-        DeleteOauth2CredentialProvider => credential_providers::delete_oauth2(call, body).await,
-        CreateApiKeyCredentialProvider => credential_providers::create_api_key(call, body).await,
-        GetApiKeyCredentialProvider => credential_providers::get_api_key(call, body).await,
-        UpdateApiKeyCredentialProvider => credential_providers::update_api_key(call, body).await,
-        ListApiKeyCredentialProviders => credential_providers::list_api_key(call, body).await,
-        DeleteApiKeyCredentialProvider => credential_providers::delete_api_key(call, body).await,
-        GetTokenVault => token_vault::get(call, body).await,
-        SetTokenVaultCmk => token_vault::set_cmk(call, body).await,
     }
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::ProviderKind;
 use crate::consent;
-use crate::directory::{OAuth2Spec, ProviderRecord, ProviderSpec, ProviderType, StoredProvider};
+use crate::directory::{OAuth2Spec, ProviderSpec, ProviderType, StoredProvider};
 use crate::identity_api::{ApiError, Call, Reply, parse, validate};
 use crate::providers::vendors;
 
@@ -39,11 +39,10 @@ pub(super) async fn find_oauth2(
             ProviderKind::OAuth2(c) => spec_of_config(c),
             ProviderKind::ApiKey { .. } => return Err(not_found(ProviderType::OAuth2, name)),
         },
-        StoredProvider::Api(ProviderRecord {
-            spec: ProviderSpec::OAuth2(spec),
-            ..
-        }) => spec,
-        StoredProvider::Api(_) => return Err(not_found(ProviderType::OAuth2, name)),
+        StoredProvider::Api(record) => match record.spec {
+            ProviderSpec::OAuth2(spec) => spec,
+            ProviderSpec::ApiKey { .. } => return Err(not_found(ProviderType::OAuth2, name)),
+        },
     };
     Ok((spec, created, updated))
 }

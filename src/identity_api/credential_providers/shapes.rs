@@ -98,19 +98,7 @@ pub(super) fn oauth2_spec(
     agentcore_vendor: &str,
     input: ConfigInput,
 ) -> Result<OAuth2Spec, ApiError> {
-    let vendor = vendors::from_agentcore(agentcore_vendor).ok_or_else(|| {
-        ApiError::validation(
-            "credentialProviderVendor",
-            format!(
-                "must be one of {}",
-                vendors::AGENTCORE_VENDORS
-                    .iter()
-                    .map(|(a, _)| *a)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    })?;
+    let vendor = vendor_of(agentcore_vendor)?;
     let expected = config_key(vendor);
     let mut members = input.into_iter();
     let (key, value) = match (members.next(), members.next()) {
@@ -129,6 +117,33 @@ pub(super) fn oauth2_spec(
     }
     let v: VendorInput =
         serde_json::from_value(value).map_err(|e| ApiError::validation(&field, e))?;
+    vendor_spec(&field, vendor, agentcore_vendor, v)
+}
+
+/// keygate's vendor name for AgentCore's `credentialProviderVendor`.
+fn vendor_of(agentcore_vendor: &str) -> Result<&'static str, ApiError> {
+    vendors::from_agentcore(agentcore_vendor).ok_or_else(|| {
+        ApiError::validation(
+            "credentialProviderVendor",
+            format!(
+                "must be one of {}",
+                vendors::AGENTCORE_VENDORS
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+/// The spec for a named vendor (every one but `custom`) from its member of the input.
+fn vendor_spec(
+    field: &str,
+    vendor: &'static str,
+    agentcore_vendor: &str,
+    v: VendorInput,
+) -> Result<OAuth2Spec, ApiError> {
     refuse_external(
         &format!("{field}.clientSecretSource"),
         v.client_secret_source.as_deref(),
@@ -189,6 +204,44 @@ pub(super) fn oauth2_spec(
 }
 
 pub(super) fn custom_spec(field: &str, c: CustomInput) -> Result<OAuth2Spec, ApiError> {
+    refuse_unsupported(field, &c)?;
+    let client_secret_post = match c.client_authentication_method.as_deref() {
+        None | Some("CLIENT_SECRET_BASIC") => false,
+        Some("CLIENT_SECRET_POST") => true,
+        Some(other) => {
+            return Err(ApiError::validation(
+                format!("{field}.clientAuthenticationMethod"),
+                format!("{other} is not supported: use CLIENT_SECRET_BASIC or CLIENT_SECRET_POST"),
+            ));
+        }
+    };
+    let client_id = c
+        .client_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::validation(format!("{field}.clientId"), "is required"))?;
+    if client_id.len() > 256 {
+        return Err(ApiError::validation(
+            format!("{field}.clientId"),
+            "must have length between 1 and 256",
+        ));
+    }
+    let (discovery_url, issuer, authorization_endpoint, token_endpoint) =
+        custom_endpoints(field, c.oauth_discovery)?;
+    Ok(OAuth2Spec {
+        vendor: "custom".to_string(),
+        client_id,
+        client_secret: secret(&format!("{field}.clientSecret"), c.client_secret)?,
+        discovery_url,
+        issuer,
+        authorization_endpoint,
+        token_endpoint,
+        client_secret_post,
+        tenant: None,
+    })
+}
+
+/// Refuses the settings keygate cannot honour, saying why (never drops them).
+fn refuse_unsupported(field: &str, c: &CustomInput) -> Result<(), ApiError> {
     refuse_external(
         &format!("{field}.clientSecretSource"),
         c.client_secret_source.as_deref(),
@@ -219,83 +272,67 @@ pub(super) fn custom_spec(field: &str, c: CustomInput) -> Result<OAuth2Spec, Api
         c.certificate_configurations.as_ref(),
         "set a private CA for upstreams in keygate's config instead",
     )?;
-    let client_secret_post = match c.client_authentication_method.as_deref() {
-        None | Some("CLIENT_SECRET_BASIC") => false,
-        Some("CLIENT_SECRET_POST") => true,
-        Some(other) => {
-            return Err(ApiError::validation(
-                format!("{field}.clientAuthenticationMethod"),
-                format!("{other} is not supported: use CLIENT_SECRET_BASIC or CLIENT_SECRET_POST"),
-            ));
-        }
-    };
-    let client_id = c
-        .client_id
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::validation(format!("{field}.clientId"), "is required"))?;
-    if client_id.len() > 256 {
-        return Err(ApiError::validation(
-            format!("{field}.clientId"),
-            "must have length between 1 and 256",
-        ));
-    }
-    let discovery = c.oauth_discovery;
-    let (discovery_url, issuer, authorization_endpoint, token_endpoint) = match (
-        discovery.discovery_url,
-        discovery.authorization_server_metadata,
-    ) {
-        (Some(url), None) => {
-            let well_known = url.contains("/.well-known/openid-configuration")
-                || url.contains("/.well-known/oauth-authorization-server");
-            if !well_known || url.contains(['?', '#']) {
+    Ok(())
+}
+
+/// (discovery URL, issuer, authorization endpoint, token endpoint).
+type EndpointUrls = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The endpoint URLs of a custom provider: a
+/// discovery URL, or the authorization server's metadata, never both.
+fn custom_endpoints(field: &str, discovery: DiscoveryInput) -> Result<EndpointUrls, ApiError> {
+    Ok(
+        match (
+            discovery.discovery_url,
+            discovery.authorization_server_metadata,
+        ) {
+            (Some(url), None) => {
+                let well_known = url.contains("/.well-known/openid-configuration")
+                    || url.contains("/.well-known/oauth-authorization-server");
+                if !well_known || url.contains(['?', '#']) {
+                    return Err(ApiError::validation(
+                        format!("{field}.oauthDiscovery.discoveryUrl"),
+                        "must end in /.well-known/openid-configuration or /.well-known/oauth-authorization-server",
+                    ));
+                }
+                (
+                    Some(http_url(
+                        &format!("{field}.oauthDiscovery.discoveryUrl"),
+                        &url,
+                    )?),
+                    None,
+                    None,
+                    None,
+                )
+            }
+            (None, Some(m)) => {
+                let f = |name: &str, v: &str| {
+                    http_url(
+                        &format!("{field}.oauthDiscovery.authorizationServerMetadata.{name}"),
+                        v,
+                    )
+                };
+                let _ = (&m.response_types, &m.token_endpoint_auth_methods);
+                (
+                    None,
+                    Some(f("issuer", &m.issuer)?),
+                    Some(f("authorizationEndpoint", &m.authorization_endpoint)?),
+                    Some(f("tokenEndpoint", &m.token_endpoint)?),
+                )
+            }
+            _ => {
                 return Err(ApiError::validation(
-                    format!("{field}.oauthDiscovery.discoveryUrl"),
-                    "must end in /.well-known/openid-configuration or /.well-known/oauth-authorization-server",
+                    format!("{field}.oauthDiscovery"),
+                    "must hold exactly one of discoveryUrl and authorizationServerMetadata",
                 ));
             }
-            (
-                Some(http_url(
-                    &format!("{field}.oauthDiscovery.discoveryUrl"),
-                    &url,
-                )?),
-                None,
-                None,
-                None,
-            )
-        }
-        (None, Some(m)) => {
-            let f = |name: &str, v: &str| {
-                http_url(
-                    &format!("{field}.oauthDiscovery.authorizationServerMetadata.{name}"),
-                    v,
-                )
-            };
-            let _ = (&m.response_types, &m.token_endpoint_auth_methods);
-            (
-                None,
-                Some(f("issuer", &m.issuer)?),
-                Some(f("authorizationEndpoint", &m.authorization_endpoint)?),
-                Some(f("tokenEndpoint", &m.token_endpoint)?),
-            )
-        }
-        _ => {
-            return Err(ApiError::validation(
-                format!("{field}.oauthDiscovery"),
-                "must hold exactly one of discoveryUrl and authorizationServerMetadata",
-            ));
-        }
-    };
-    Ok(OAuth2Spec {
-        vendor: "custom".to_string(),
-        client_id,
-        client_secret: secret(&format!("{field}.clientSecret"), c.client_secret)?,
-        discovery_url,
-        issuer,
-        authorization_endpoint,
-        token_endpoint,
-        client_secret_post,
-        tenant: None,
-    })
+        },
+    )
 }
 
 /// The spec view of a config-defined provider (no secret).
