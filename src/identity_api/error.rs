@@ -225,3 +225,79 @@ impl From<AuthError> for ApiError {
         ApiError::Unauthorized(format!("the token was refused: {error}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Entry;
+
+    #[test]
+    fn directory_errors_keep_their_aws_type_and_message() {
+        let entry = |kind, name: &str| Entry::new(kind, name);
+        let cases = [
+            (
+                DirectoryError::NotFound(entry(EntryKind::Workload, "w")),
+                "ResourceNotFoundException",
+                "Workload identity 'w' not found",
+            ),
+            (
+                DirectoryError::NotFound(entry(EntryKind::OAuth2Provider, "p")),
+                "ResourceNotFoundException",
+                "OAuth2 credential provider 'p' not found",
+            ),
+            (
+                DirectoryError::NotFound(entry(EntryKind::ApiKeyProvider, "p")),
+                "ResourceNotFoundException",
+                "API key credential provider 'p' not found",
+            ),
+            (
+                DirectoryError::NotFound(entry(EntryKind::Provider, "p")),
+                "ResourceNotFoundException",
+                "credential provider 'p' not found",
+            ),
+            (
+                DirectoryError::ReadOnly(entry(EntryKind::Workload, "w")),
+                "ConflictException",
+                "workload identity 'w' is defined in keygate's config file and is read-only here",
+            ),
+            (
+                DirectoryError::InConfig(entry(EntryKind::Provider, "p")),
+                "ConflictException",
+                "credential provider 'p' already exists (in keygate's config file)",
+            ),
+            (
+                DirectoryError::Exists(entry(EntryKind::Workload, "w")),
+                "ConflictException",
+                "workload identity 'w' already exists",
+            ),
+            (
+                DirectoryError::Contended(entry(EntryKind::Provider, "p")),
+                "ConflictException",
+                "credential provider 'p' is being changed concurrently; retry",
+            ),
+            (
+                DirectoryError::QuotaExceeded {
+                    kind: EntryKind::Workload,
+                    max: 3,
+                },
+                "ServiceQuotaExceededException",
+                "the limit of 3 workload identities created through the API is reached \
+                 ([api].max_workload_identities)",
+            ),
+            (
+                DirectoryError::QuotaExceeded {
+                    kind: EntryKind::Provider,
+                    max: 2,
+                },
+                "ServiceQuotaExceededException",
+                "the limit of 2 credential providers created through the API is reached \
+                 ([api].max_credential_providers)",
+            ),
+        ];
+        for (error, type_name, message) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(api.type_name(), type_name, "{api}");
+            assert_eq!(api.to_string(), message);
+        }
+    }
+}

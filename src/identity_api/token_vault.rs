@@ -42,7 +42,7 @@ fn describe(call: &Call) -> serde_json::Value {
     json!({
         "tokenVaultId": VAULT_ID,
         "kmsConfiguration": { "keyType": "ServiceManagedKey" },
-        "lastModifiedDate": call.state.directory().started_at(),
+        "lastModifiedDate": call.directory().started_at(),
     })
 }
 
