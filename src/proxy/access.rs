@@ -96,3 +96,42 @@ impl Drop for AccessLog<'_> {
         self.write(status, error);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_logged_inside_the_request_carries_its_id_and_what_is_known() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = request_span("req-1");
+            let _entered = span.enter();
+            span.record("workload", "agent");
+            tracing::warn!("vault slow");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains(r#"request_id="req-1""#), "{text}");
+        assert!(text.contains(r#"workload="agent""#), "{text}");
+        assert!(text.contains("vault slow"), "{text}");
+    }
+}
