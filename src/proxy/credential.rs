@@ -38,30 +38,26 @@ pub async fn resolve(
             .provider
             .as_ref()
             .and_then(|name| runtime.providers.get(name))
-            .ok_or_else(|| ProxyError::Internal("route names a provider the runtime lacks".into()))
+            .ok_or_else(|| ProxyError::Internal("route names a provider the runtime lacks"))
     };
     match credential.flow {
         Flow::Passthrough => Ok(None),
         Flow::ApiKey => match provider()? {
             Provider::ApiKey(key) => Ok(Some(key.clone())),
-            Provider::OAuth2(_) => Err(ProxyError::Internal(
-                "api_key flow on an oauth2 provider".into(),
-            )),
+            Provider::OAuth2(_) => Err(ProxyError::Internal("api_key flow on an oauth2 provider")),
         },
         Flow::M2m => {
             let Provider::OAuth2(client) = provider()? else {
-                return Err(ProxyError::Internal(
-                    "m2m flow on an api_key provider".into(),
-                ));
+                return Err(ProxyError::Internal("m2m flow on an api_key provider"));
             };
-            let workload = caller.workload.as_deref().ok_or_else(|| {
-                ProxyError::Internal("an m2m route reached without a workload".into())
-            })?;
+            let workload = caller
+                .workload
+                .as_deref()
+                .ok_or_else(|| ProxyError::Internal("an m2m route reached without a workload"))?;
             let token = runtime
                 .m2m
                 .token(state.vault(), client, workload, &credential.scopes)
-                .await
-                .map_err(|e| ProxyError::from(&*e))?;
+                .await?;
             Ok(Some(token))
         }
         Flow::UserFederation => {
@@ -91,7 +87,7 @@ async fn user_token(
     let provider = credential
         .provider
         .as_deref()
-        .ok_or_else(|| ProxyError::Internal("user_federation route without a provider".into()))?;
+        .ok_or_else(|| ProxyError::Internal("user_federation route without a provider"))?;
     let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
         return Err(ProxyError::Auth(AuthError::MissingUser));
     };
@@ -114,15 +110,8 @@ async fn user_token(
         match found {
             Ok(Lookup::Token(token)) => return Ok(Some(token)),
             Ok(Lookup::Consent(scopes)) => consent_scopes = scopes,
-            Err(e) => match &*e {
-                refresh::RefreshError::Provider(p) => {
-                    return Err(ProxyError::CredentialProvider(p.to_string()));
-                }
-                refresh::RefreshError::Vault(v) => {
-                    return Err(ProxyError::VaultUnavailable(v.to_string()));
-                }
-                refresh::RefreshError::ConsentNeeded => {}
-            },
+            Err(e) if matches!(*e, refresh::RefreshError::ConsentNeeded) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let owner = consent::user_owner(workload, user, provider);
@@ -137,8 +126,7 @@ async fn user_token(
             &owner,
             &credential.scopes,
         )
-        .await
-        .map_err(consent_failure)?
+        .await?
         {
             Redemption::Token(token) => return Ok(Some(token)),
             Redemption::Pending(started) => return Err(challenge(started, provider)),
@@ -148,7 +136,7 @@ async fn user_token(
     let return_url = credential
         .return_url
         .as_deref()
-        .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url".into()))?;
+        .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url"))?;
     let started = consent::start(
         state.vault(),
         public_url,
@@ -163,20 +151,11 @@ async fn user_token(
         },
         credential.force_authentication,
     )
-    .await
-    .map_err(consent_failure)?;
+    .await?;
     if !started.reused {
         state.metrics().consent("started");
     }
     Err(challenge(started, provider))
-}
-
-fn consent_failure(error: consent::ConsentError) -> ProxyError {
-    match error {
-        consent::ConsentError::Vault(v) => ProxyError::from(v),
-        consent::ConsentError::TooManySessions => ProxyError::TooManyConsentSessions,
-        other => ProxyError::Internal(other.to_string()),
-    }
 }
 
 fn challenge(started: consent::Started, provider: &str) -> ProxyError {
@@ -224,9 +203,7 @@ pub fn inject_header(
     secret: &SecretString,
 ) -> Result<(), ProxyError> {
     let value = format.replace("{token}", secret.expose_secret());
-    let mut value = HeaderValue::from_str(&value).map_err(|_| {
-        ProxyError::CredentialProvider("the credential is not a valid header value".into())
-    })?;
+    let mut value = HeaderValue::from_str(&value).map_err(ProxyError::CredentialNotAHeader)?;
     value.set_sensitive(true);
     headers.remove(name);
     headers.insert(name.clone(), value);
