@@ -1,14 +1,13 @@
 //! The vault store, one suite run against both backends: SQLite in a temp folder and the real
 //! PostgreSQL on 127.0.0.1:5432 (a fresh database per test; the test fails loudly without it).
 
-use keygate::vault::seal::{self, Owner};
-use keygate::vault::{Entry, Kek, KeyRing, Store};
+use keygate::vault::{Entry, Kek, KeyRing, Owner, OwnerKind, Store, seal};
 
 use crate::vault::fresh_postgres;
 
 fn owner(workload: &str, issuer: &str, user: &str, provider: &str) -> Owner {
     Owner {
-        kind: "oauth_user",
+        kind: OwnerKind::OAuthUser,
         workload: workload.into(),
         user_issuer: issuer.into(),
         user_id: user.into(),
@@ -144,7 +143,7 @@ async fn suite(url: &str) {
 /// completion, API updates) and listing one kind's owners.
 async fn conditional_writes(store: &Store, r: &KeyRing) {
     let named = |name: &str| Owner {
-        kind: "workload_identity",
+        kind: OwnerKind::WorkloadIdentity,
         workload: name.into(),
         user_issuer: String::new(),
         user_id: String::new(),
@@ -188,11 +187,14 @@ async fn conditional_writes(store: &Store, r: &KeyRing) {
         b"three"
     );
 
-    let owners = store.owners_of_kind("workload_identity").await.unwrap();
+    let owners = store
+        .owners_of_kind(OwnerKind::WorkloadIdentity)
+        .await
+        .unwrap();
     assert_eq!(owners, vec![named("agent-a"), named("agent-b")]);
     assert!(
         store
-            .owners_of_kind("credential_provider")
+            .owners_of_kind(OwnerKind::CredentialProvider)
             .await
             .unwrap()
             .is_empty()
