@@ -108,7 +108,7 @@ impl Vault {
     }
 
     /// Forgets every cached value (after notifications may have been missed).
-    pub fn invalidate_all(&self) {
+    pub(super) fn invalidate_all(&self) {
         self.cache.invalidate_all();
     }
 

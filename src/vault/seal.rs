@@ -218,7 +218,7 @@ pub fn open(
 }
 
 /// Re-seals a record under the ring's current key (checking the data still opens first).
-pub fn reseal(
+pub(crate) fn reseal(
     ring: &KeyRing,
     owner: &Owner,
     version: i64,

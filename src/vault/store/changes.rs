@@ -44,7 +44,7 @@ impl Store {
     }
 
     /// Forgets change rows older than `age_secs` (readers that far behind resync fully).
-    pub async fn prune_changes(&self, age_secs: i64) -> Result<(), StoreError> {
+    pub(crate) async fn prune_changes(&self, age_secs: i64) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             sqlx::query("DELETE FROM vault_changes WHERE changed_at < $1")
                 .bind(now() - age_secs)
@@ -95,7 +95,7 @@ impl Store {
     }
 
     /// Forgets used signatures whose window has passed.
-    pub async fn prune_used_signatures(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn prune_used_signatures(&self) -> Result<u64, StoreError> {
         on_pool!(self, |pool| {
             Ok(
                 sqlx::query("DELETE FROM used_signatures WHERE expires_at <= $1")

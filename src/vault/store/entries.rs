@@ -92,7 +92,7 @@ impl Store {
 
     /// Replaces a record only if it still holds `expected` (compare-and-swap), so a key
     /// rotation never overwrites a newer write. True when replaced.
-    pub async fn replace_if_unchanged(
+    pub(crate) async fn replace_if_unchanged(
         &self,
         entry: &Entry,
         expected: &[u8],
@@ -198,7 +198,7 @@ impl Store {
 
     /// Deletes records of `kind` past their expiry (consent sessions: nothing reads them once
     /// expired). Not for OAuth tokens, whose refresh tokens outlive the access token's expiry.
-    pub async fn prune_expired(&self, kind: OwnerKind) -> Result<u64, StoreError> {
+    pub(crate) async fn prune_expired(&self, kind: OwnerKind) -> Result<u64, StoreError> {
         on_pool!(self, |pool| {
             let done = sqlx::query(
                 "DELETE FROM vault_entries WHERE kind = $1 AND expires_at IS NOT NULL AND expires_at < $2",

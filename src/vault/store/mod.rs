@@ -20,7 +20,8 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
-pub use postgres::{CHANGE_CHANNEL, LOCK_HOLD_LIMIT, StoreLock, lock_key};
+pub use postgres::lock_key;
+pub(crate) use postgres::StoreLock;
 
 use super::owner::Owner;
 
@@ -101,7 +102,7 @@ impl Store {
     }
 
     /// Every connection is open and in use: a pool timeout now means load, not an outage.
-    pub fn saturated(&self) -> bool {
+    pub(crate) fn saturated(&self) -> bool {
         on_pool!(self, |pool| {
             pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
         })
@@ -120,7 +121,7 @@ impl Store {
 
     /// A write that changes nothing (readiness: can the store write at all, e.g. with a full
     /// disk?). Returns once committed.
-    pub async fn probe_write(&self) -> Result<(), StoreError> {
+    pub(crate) async fn probe_write(&self) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE keygate_schema SET applied_at = applied_at WHERE version = 1";
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;

@@ -12,7 +12,7 @@ use super::{ACQUIRE_TIMEOUT, BeginWrite, ReleaseCheck, Store, StoreError};
 use crate::vault::owner::Owner;
 
 /// The channel PostgreSQL notifies on every vault change.
-pub const CHANGE_CHANNEL: &str = "keygate_vault";
+const CHANGE_CHANNEL: &str = "keygate_vault";
 
 /// Opens a pool on the database at `url`.
 pub(super) async fn open(url: &str) -> Result<PgPool, StoreError> {
@@ -42,7 +42,7 @@ fn postgres_reusable(conn: &mut PgConnection, _: PoolConnectionMetadata) -> Rele
 
 /// A fleet-wide lock held until [`StoreLock::release`] (or drop, which releases it when the
 /// connection is next used).
-pub struct StoreLock {
+pub(crate) struct StoreLock {
     tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
 }
 
@@ -59,7 +59,7 @@ impl StoreLock {
 /// request, 5 s each at most; a holder ended sooner only loses the lock, its write is still a
 /// compare-and-swap), and shorter than a waiter waits, so a vanished holder blocks a user for
 /// seconds, not hours.
-pub const LOCK_HOLD_LIMIT: Duration = Duration::from_secs(10);
+const LOCK_HOLD_LIMIT: Duration = Duration::from_secs(10);
 
 /// A waiter for a lock looks for stale holders this often.
 const LOCK_ATTEMPT: Duration = Duration::from_secs(3);
@@ -153,7 +153,7 @@ impl Store {
     /// The lock is bounded: its session is ended by PostgreSQL once idle in its transaction for
     /// [`LOCK_HOLD_LIMIT`] (a replica that vanished while its connection stays open), and a
     /// waiter ends holders idle that long which lack that limit (older versions, other tools).
-    pub async fn lock(&self, owner: &Owner, wait: Duration) -> Result<StoreLock, StoreError> {
+    pub(crate) async fn lock(&self, owner: &Owner, wait: Duration) -> Result<StoreLock, StoreError> {
         let Store::Postgres(pool) = self else {
             return Ok(StoreLock { tx: None });
         };
@@ -175,7 +175,7 @@ impl Store {
     }
 
     /// A listener for change notifications (PostgreSQL only).
-    pub async fn change_listener(&self) -> Result<Option<PgListener>, StoreError> {
+    pub(crate) async fn change_listener(&self) -> Result<Option<PgListener>, StoreError> {
         match self {
             Store::Sqlite(_) => Ok(None),
             Store::Postgres(pool) => {
