@@ -136,7 +136,43 @@ async fn suite(url: &str) {
     );
 
     conditional_writes(&store, &r).await;
+    every_kind_reads_back_as_itself(&store, &r).await;
     store.close().await;
+}
+
+/// Every kind keygate writes comes back from the store (listing, change log) as itself, so
+/// the listed owner opens its record and invalidates the right cache entry.
+async fn every_kind_reads_back_as_itself(store: &Store, r: &KeyRing) {
+    let start = store.latest_change().await.unwrap();
+    for kind in OwnerKind::ALL {
+        let o = Owner {
+            kind,
+            ..owner("kinds", "https://idp", "carol", "docs")
+        };
+        store.put(&entry(r, &o, kind.as_str())).await.unwrap();
+    }
+    let listed: Vec<Entry> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.owner.workload == "kinds")
+        .collect();
+    assert_eq!(listed.len(), OwnerKind::ALL.len());
+    for e in &listed {
+        assert_eq!(
+            seal::open(r, &e.owner, 7, &e.sealed).unwrap(),
+            e.owner.kind.as_str().as_bytes()
+        );
+    }
+    let changed: Vec<OwnerKind> = store
+        .changes_since(start, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, o)| o.kind)
+        .collect();
+    assert_eq!(changed, OwnerKind::ALL);
 }
 
 /// Create-if-absent (API names), compare-and-swap by record version (one-time consent

@@ -20,8 +20,8 @@ use std::time::Duration;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
-pub use postgres::lock_key;
 pub(crate) use postgres::StoreLock;
+pub use postgres::lock_key;
 
 use super::owner::Owner;
 

@@ -153,7 +153,11 @@ impl Store {
     /// The lock is bounded: its session is ended by PostgreSQL once idle in its transaction for
     /// [`LOCK_HOLD_LIMIT`] (a replica that vanished while its connection stays open), and a
     /// waiter ends holders idle that long which lack that limit (older versions, other tools).
-    pub(crate) async fn lock(&self, owner: &Owner, wait: Duration) -> Result<StoreLock, StoreError> {
+    pub(crate) async fn lock(
+        &self,
+        owner: &Owner,
+        wait: Duration,
+    ) -> Result<StoreLock, StoreError> {
         let Store::Postgres(pool) = self else {
             return Ok(StoreLock { tx: None });
         };
