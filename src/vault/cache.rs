@@ -32,6 +32,7 @@ enum Miss {
     Store(StoreError),
 }
 
+/// Keeps a value until its credential expires, and never longer than [`MAX_CACHE_LIFETIME`].
 struct UntilExpiry;
 
 impl Expiry<Owner, Arc<Credential>> for UntilExpiry {

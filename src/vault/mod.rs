@@ -42,6 +42,7 @@ pub use store::{Entry, Store, StoreError};
 use crate::config::VaultConfig;
 use crate::metrics::Metrics;
 
+/// Why a vault call failed. A record that fails to open is not an error (it reads as absent).
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error(transparent)]

@@ -12,16 +12,18 @@ struct Migration {
     postgres: &'static str,
 }
 
+/// Every schema change in order. Append only: a database records the versions it applied.
 const MIGRATIONS: &[Migration] = &[
+    // The sealed records, one row per owner.
     Migration {
-    version: 1,
-    sqlite: "CREATE TABLE vault_entries (
+        version: 1,
+        sqlite: "CREATE TABLE vault_entries (
         kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
         provider TEXT NOT NULL, qualifier TEXT NOT NULL,
         sealed BLOB NOT NULL, kek_id TEXT NOT NULL, record_version BIGINT NOT NULL,
         expires_at BIGINT, scopes TEXT NOT NULL, updated_at BIGINT NOT NULL,
         PRIMARY KEY (kind, workload, user_issuer, user_id, provider, qualifier))",
-    postgres: "CREATE TABLE vault_entries (
+        postgres: "CREATE TABLE vault_entries (
         kind TEXT NOT NULL, workload TEXT NOT NULL, user_issuer TEXT NOT NULL, user_id TEXT NOT NULL,
         provider TEXT NOT NULL, qualifier TEXT NOT NULL,
         sealed BYTEA NOT NULL, kek_id TEXT NOT NULL, record_version BIGINT NOT NULL,
@@ -124,5 +126,17 @@ impl Store {
                 .await?;
             Ok(row.try_get::<i64, _>(0)?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn versions_count_up_from_one_without_gaps() {
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i64::try_from(i).unwrap() + 1);
+        }
     }
 }
