@@ -33,8 +33,10 @@ pub(super) fn lock_slots() -> Arc<tokio::sync::Semaphore> {
 }
 
 impl Vault {
-    /// Holds the fleet-wide lock on `owner` (see [`Store::lock`]) for work that must happen once
-    /// across replicas, such as refreshing a token.
+    /// Holds the fleet-wide lock on `owner` for work that must happen once across replicas,
+    /// such as refreshing a token: a PostgreSQL advisory lock, bounded so a vanished holder
+    /// blocks others for seconds (see `store::postgres`); SQLite serves one process and needs
+    /// none.
     pub async fn lock(&self, owner: &Owner) -> Result<VaultLock, VaultError> {
         // On PostgreSQL each lock holds a database connection while its holder needs another
         // for the work: a bounded number of holders keeps the pool from running dry. (SQLite
