@@ -21,10 +21,10 @@ use crate::providers::Provider;
 use crate::providers::oauth::OAuthClient;
 use crate::proxy::upstream::UpstreamClient;
 use crate::state::Runtime;
-use crate::vault::{Credential, Owner, Vault, VaultError};
+use crate::vault::{Credential, Owner, OwnerKind, Vault, VaultError};
 
-pub const WORKLOAD_KIND: &str = "workload_identity";
-pub const PROVIDER_KIND: &str = "credential_provider";
+pub const WORKLOAD_KIND: OwnerKind = OwnerKind::WorkloadIdentity;
+pub const PROVIDER_KIND: OwnerKind = OwnerKind::CredentialProvider;
 
 /// Where an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,25 +135,11 @@ impl OAuth2Spec {
 }
 
 pub fn workload_owner(name: &str) -> Owner {
-    Owner {
-        kind: WORKLOAD_KIND,
-        workload: name.to_string(),
-        user_issuer: String::new(),
-        user_id: String::new(),
-        provider: String::new(),
-        qualifier: String::new(),
-    }
+    Owner::workload_identity(name)
 }
 
 pub fn provider_owner(name: &str) -> Owner {
-    Owner {
-        kind: PROVIDER_KIND,
-        workload: String::new(),
-        user_issuer: String::new(),
-        user_id: String::new(),
-        provider: name.to_string(),
-        qualifier: String::new(),
-    }
+    Owner::credential_provider(name)
 }
 
 fn to_credential<T: Serialize>(record: &T) -> Result<Credential, VaultError> {
@@ -289,7 +275,7 @@ impl Directory {
     }
 
     /// Names of the API-created records of `kind`, sorted.
-    pub async fn names(vault: &Vault, kind: &str) -> Result<Vec<String>, VaultError> {
+    pub async fn names(vault: &Vault, kind: OwnerKind) -> Result<Vec<String>, VaultError> {
         let mut names: Vec<String> = vault
             .owners(kind)
             .await?
@@ -323,7 +309,7 @@ impl Directory {
         selected: impl Fn(&Owner) -> bool,
     ) -> Result<usize, VaultError> {
         let mut deleted = 0;
-        for kind in ["oauth_user", "oauth_m2m"] {
+        for kind in [OwnerKind::OAuthUser, OwnerKind::OAuthM2m] {
             for owner in vault.owners(kind).await? {
                 if selected(&owner) && vault.delete(&owner).await? {
                     deleted += 1;
