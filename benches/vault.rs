@@ -7,12 +7,12 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keygate::config::{SecretSource, VaultConfig};
-use keygate::vault::{Credential, Kek, KeyRing, OAuthTokens, Owner, Vault, seal};
+use keygate::vault::{Credential, Kek, KeyRing, OAuthTokens, Owner, OwnerKind, Vault, seal};
 use sqlx::Connection;
 
 fn owner() -> Owner {
     Owner {
-        kind: "oauth_user",
+        kind: OwnerKind::OAuthUser,
         workload: "agent".into(),
         user_issuer: "https://idp.example.com".into(),
         user_id: "alice".into(),

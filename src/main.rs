@@ -359,8 +359,7 @@ fn vault_command(command: VaultCommand) -> anyhow::Result<()> {
                 for entry in vault.store().list().await? {
                     // Credentials only: keygate's signing keys, and the workloads and providers
                     // the identity API manages, are not revoked here.
-                    let kept = ["signing_key", "workload_identity", "credential_provider"];
-                    if !kept.contains(&entry.owner.kind)
+                    if entry.owner.kind.is_revocable()
                         && filter.matches(&entry.owner)
                         && vault.delete(&entry.owner).await?
                     {

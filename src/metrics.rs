@@ -67,138 +67,115 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let requests_total = IntCounterVec::new(
-            Opts::new(
+        let r = &registry;
+        let metrics = Metrics {
+            requests_total: counters(
+                r,
                 "keygate_requests_total",
                 "Requests handled by the proxy, by route and status code.",
-            ),
-            &["route", "status"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
+                &["route", "status"],
+            )?,
+            request_duration: histograms(
+                r,
                 "keygate_request_duration_seconds",
                 "Time from request received to response headers sent, by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let upstream_duration = HistogramVec::new(
-            HistogramOpts::new(
+            )?,
+            upstream_duration: histograms(
+                r,
                 "keygate_upstream_duration_seconds",
                 "Time the upstream took to answer with response headers, by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let config_reloads_total = IntCounterVec::new(
-            Opts::new("keygate_config_reloads_total", "Config reloads, by result."),
-            &["result"],
-        )?;
-        let config_last_reload_success = IntGauge::new(
-            "keygate_config_last_reload_success",
-            "1 when the last config reload succeeded (or none was tried), 0 when it was rejected.",
-        )?;
-        let connections_open = IntGauge::new(
-            "keygate_connections_open",
-            "Open client connections on the proxy listener.",
-        )?;
-        let inbound_auth_failures_total = IntCounterVec::new(
-            Opts::new(
+            )?,
+            config_reloads_total: counters(
+                r,
+                "keygate_config_reloads_total",
+                "Config reloads, by result.",
+                &["result"],
+            )?,
+            config_last_reload_success: register(
+                r,
+                IntGauge::new(
+                    "keygate_config_last_reload_success",
+                    "1 when the last config reload succeeded (or none was tried), 0 when it was rejected.",
+                )?,
+            )?,
+            connections_open: register(
+                r,
+                IntGauge::new(
+                    "keygate_connections_open",
+                    "Open client connections on the proxy listener.",
+                )?,
+            )?,
+            inbound_auth_failures_total: counters(
+                r,
                 "keygate_inbound_auth_failures_total",
                 "Callers refused, by reason.",
-            ),
-            &["reason"],
-        )?;
-        let jwks_fetches_total = IntCounterVec::new(
-            Opts::new(
+                &["reason"],
+            )?,
+            jwks_fetches_total: counters(
+                r,
                 "keygate_jwks_fetches_total",
                 "Fetches of an IdP's discovery document and JWKS, by authorizer and result.",
-            ),
-            &["authorizer", "result"],
-        )?;
-        let vault_lookups_total = IntCounterVec::new(
-            Opts::new(
+                &["authorizer", "result"],
+            )?,
+            vault_lookups_total: counters(
+                r,
                 "keygate_vault_lookups_total",
                 "Vault reads, by result: cache_hit, store_hit, absent, integrity_error, unavailable.",
-            ),
-            &["result"],
-        )?;
-        let vault_integrity_errors_total = prometheus::IntCounter::new(
-            "keygate_vault_integrity_errors_total",
-            "Vault records that failed to open (tampered, moved, or sealed by an unknown key); treated as absent.",
-        )?;
-        let token_requests_total = IntCounterVec::new(
-            Opts::new(
+                &["result"],
+            )?,
+            vault_integrity_errors_total: register(
+                r,
+                prometheus::IntCounter::new(
+                    "keygate_vault_integrity_errors_total",
+                    "Vault records that failed to open (tampered, moved, or sealed by an unknown key); treated as absent.",
+                )?,
+            )?,
+            token_requests_total: counters(
+                r,
                 "keygate_token_requests_total",
                 "Requests to providers' token endpoints, by provider, grant and result.",
-            ),
-            &["provider", "grant", "result"],
-        )?;
-        let audit_refused_total = prometheus::IntCounter::new(
-            "keygate_audit_refused_total",
-            "Requests refused because the audit queue was full (never served unaudited).",
-        )?;
-        let consent_sessions_total = IntCounterVec::new(
-            Opts::new(
+                &["provider", "grant", "result"],
+            )?,
+            audit_refused_total: register(
+                r,
+                prometheus::IntCounter::new(
+                    "keygate_audit_refused_total",
+                    "Requests refused because the audit queue was full (never served unaudited).",
+                )?,
+            )?,
+            consent_sessions_total: counters(
+                r,
                 "keygate_consent_sessions_total",
                 "3-legged OAuth consent sessions, by outcome.",
-            ),
-            &["result"],
-        )?;
-        let consent_sessions_pending = IntGauge::new(
-            "keygate_consent_sessions_pending",
-            "Consent sessions started and not yet completed or expired (all replicas).",
-        )?;
-        let vault_cache_hit_ratio = prometheus::Gauge::new(
-            "keygate_vault_cache_hit_ratio",
-            "Share of vault lookups answered from the in-memory cache since start.",
-        )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "keygate_build_info",
-                "Build information; the value is always 1.",
-            ),
+                &["result"],
+            )?,
+            consent_sessions_pending: register(
+                r,
+                IntGauge::new(
+                    "keygate_consent_sessions_pending",
+                    "Consent sessions started and not yet completed or expired (all replicas).",
+                )?,
+            )?,
+            vault_cache_hit_ratio: register(
+                r,
+                prometheus::Gauge::new(
+                    "keygate_vault_cache_hit_ratio",
+                    "Share of vault lookups answered from the in-memory cache since start.",
+                )?,
+            )?,
+            registry: registry.clone(),
+        };
+        let build_info = gauges(
+            r,
+            "keygate_build_info",
+            "Build information; the value is always 1.",
             &["version"],
         )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        config_last_reload_success.set(1);
-
-        registry.register(Box::new(requests_total.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(upstream_duration.clone()))?;
-        registry.register(Box::new(config_reloads_total.clone()))?;
-        registry.register(Box::new(config_last_reload_success.clone()))?;
-        registry.register(Box::new(connections_open.clone()))?;
-        registry.register(Box::new(inbound_auth_failures_total.clone()))?;
-        registry.register(Box::new(jwks_fetches_total.clone()))?;
-        registry.register(Box::new(vault_lookups_total.clone()))?;
-        registry.register(Box::new(vault_integrity_errors_total.clone()))?;
-        registry.register(Box::new(token_requests_total.clone()))?;
-        registry.register(Box::new(audit_refused_total.clone()))?;
-        registry.register(Box::new(consent_sessions_total.clone()))?;
-        registry.register(Box::new(consent_sessions_pending.clone()))?;
-        registry.register(Box::new(vault_cache_hit_ratio.clone()))?;
-        registry.register(Box::new(build_info))?;
-        Ok(Metrics {
-            registry,
-            requests_total,
-            request_duration,
-            upstream_duration,
-            config_reloads_total,
-            config_last_reload_success,
-            connections_open,
-            inbound_auth_failures_total,
-            jwks_fetches_total,
-            vault_lookups_total,
-            vault_integrity_errors_total,
-            token_requests_total,
-            audit_refused_total,
-            consent_sessions_total,
-            consent_sessions_pending,
-            vault_cache_hit_ratio,
-        })
+        metrics.config_last_reload_success.set(1);
+        Ok(metrics)
     }
 
     /// The registry, for modules that register their own metrics.
@@ -270,4 +247,41 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
     }
+}
+
+/// Registers a metric and hands it back.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+/// Latency histograms by route.
+fn histograms(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    register(registry, HistogramVec::new(opts, &["route"])?)
 }

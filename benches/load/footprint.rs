@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use keygate::config;
-use keygate::vault::{Credential, OAuthTokens, Owner, seal};
+use keygate::vault::{Credential, OAuthTokens, Owner, OwnerKind, seal};
 use secrecy::SecretString;
 use sqlx::Connection;
 
@@ -22,7 +22,7 @@ fn rss_kib() -> u64 {
 
 fn owner(i: usize) -> Owner {
     Owner {
-        kind: "oauth_user",
+        kind: OwnerKind::OAuthUser,
         workload: "agent".into(),
         user_issuer: "https://idp.example.com".into(),
         user_id: format!("user-{i:06}"),
@@ -76,7 +76,7 @@ async fn main() {
              sealed, kek_id, expires_at, scopes, updated_at, record_version)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
-        .bind(o.kind)
+        .bind(o.kind.as_str())
         .bind(&o.workload)
         .bind(&o.user_issuer)
         .bind(&o.user_id)

@@ -1,14 +1,14 @@
 //! The browser-facing endpoints of the consent flow: `GET /identities/oauth2/authorize` (to the
 //! provider) and `GET /identities/oauth2/callback` (back from it, on to the app's return URL).
 //! Both answer 302, or 400 with the contract's JSON error when the session is unknown, expired
-//! or already used. Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
+//! or already used (503 `vault_unavailable`, 502 `credential_provider_error` when a dependency
+//! fails; see [`ProxyError::classify`]). Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
 //! no-store`: these URLs hold a session reference, a code and a state, and neither the next page
 //! (the app at the return URL, the provider) nor a cache may keep them.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode, header};
-use serde_json::json;
 use url::form_urlencoded;
 
 use super::ConsentError;
@@ -16,7 +16,7 @@ use crate::audit::Audit;
 use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
 use crate::directory::{Configured, Directory};
-use crate::error::json_response;
+use crate::error::ProxyError;
 use crate::inbound::UserId;
 use crate::metrics::Metrics;
 use crate::providers::oauth::OAuthClient;
@@ -62,23 +62,13 @@ fn redirect(location: &url::Url) -> Response<Body> {
     response
 }
 
-fn refused(error: &ConsentError) -> Response<Body> {
-    tracing::info!(%error, "consent step refused");
-    let (status, description) = match error {
-        ConsentError::Vault(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the token vault cannot be reached",
-        ),
-        ConsentError::Provider(_) => (StatusCode::BAD_GATEWAY, "the credential provider failed"),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            "the consent session is unknown, expired or already used",
-        ),
-    };
-    json_response(
-        status,
-        &json!({ "error": "bad_request", "error_description": description }),
-    )
+/// The answer to a failed step, classified like every error keygate answers itself: an
+/// unusable session is 400 `bad_request`, a vault or provider failure 503 or 502 with the
+/// proxy's codes.
+fn refused(error: impl Into<ProxyError>) -> Response<Body> {
+    let error = error.into();
+    error.log();
+    error.into_response()
 }
 
 /// The headers every consent answer carries (see the module comment).
@@ -106,7 +96,7 @@ pub async fn callback(
 
 async fn answer_authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Response<Body> {
     let Some(request_uri) = query_value(query, "request_uri") else {
-        return refused(&ConsentError::UnknownSession);
+        return refused(ConsentError::UnknownSession);
     };
     match super::authorization_redirect(
         endpoints.vault,
@@ -117,7 +107,7 @@ async fn answer_authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Res
     .await
     {
         Ok(url) => redirect(&url),
-        Err(error) => refused(&error),
+        Err(error) => refused(error),
     }
 }
 
@@ -127,16 +117,14 @@ async fn answer_callback(
     peer: IpAddr,
 ) -> Response<Body> {
     let Some(session_state) = query_value(query, "state") else {
-        return refused(&ConsentError::UnknownSession);
+        return refused(ConsentError::UnknownSession);
     };
     let code = query_value(query, "code");
     let error = query_value(query, "error");
     // Reserved first: a full audit queue refuses the step before it changes anything.
-    let Ok(slot) = endpoints.audit.reserve() else {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "error": "audit_unavailable", "error_description": "the audit log is not keeping up; retry" }),
-        );
+    let slot = match endpoints.audit.reserve() {
+        Ok(slot) => slot,
+        Err(full) => return refused(full),
     };
     let result = super::callback(
         endpoints.vault,
@@ -168,7 +156,7 @@ async fn answer_callback(
     slot.record(event.source(peer));
     match result {
         Ok(done) => redirect(&done.redirect),
-        Err(error) => refused(&error),
+        Err(error) => refused(error),
     }
 }
 

@@ -8,7 +8,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{ConsentError, Request, Session, Status, load};
-use crate::vault::{Credential, Owner, Vault, store};
+use crate::vault::{Credential, Owner, OwnerKind, Vault, store};
 
 /// Sessions (pending, or completed less than their 10 minutes ago) one user may hold.
 pub const MAX_PENDING_PER_USER: usize = 20;
@@ -17,7 +17,7 @@ pub const MAX_PENDING_PER_USER: usize = 20;
 /// it; closer to its expiry a new one is started.
 const MIN_REMAINING_SECS: i64 = 120;
 
-const KIND: &str = "consent_pending";
+const KIND: OwnerKind = OwnerKind::ConsentPending;
 
 /// The index record of a session: keyed by the request (reusable) or by the session id
 /// (forced: never reused, only counted).
@@ -26,14 +26,13 @@ pub fn index_owner(request: &Request<'_>, forced_id: Option<&str>) -> Owner {
         Some(id) => format!("forced:{id}"),
         None => request_digest(request),
     };
-    Owner {
-        kind: KIND,
-        workload: request.workload.to_string(),
-        user_issuer: request.user.issuer.clone().unwrap_or_default(),
-        user_id: request.user.id.clone(),
-        provider: request.provider.to_string(),
+    Owner::consent_pending(
+        request.workload,
+        request.user.issuer.as_deref().unwrap_or_default(),
+        &request.user.id,
+        request.provider,
         qualifier,
-    }
+    )
 }
 
 /// A digest of everything a session asks for, so only an identical request shares it.
@@ -120,12 +119,13 @@ pub async fn forget(vault: &Vault, index: Option<&Owner>) {
 
 /// The index entry of `session`, when it has one (sessions from before it was kept do not).
 pub fn index_of(session: &Session) -> Option<Owner> {
-    session.index.as_ref().map(|qualifier| Owner {
-        kind: KIND,
-        workload: session.workload.clone(),
-        user_issuer: session.user.issuer.clone().unwrap_or_default(),
-        user_id: session.user.id.clone(),
-        provider: session.provider.clone(),
-        qualifier: qualifier.clone(),
+    session.index.as_ref().map(|qualifier| {
+        Owner::consent_pending(
+            &session.workload,
+            session.user.issuer.as_deref().unwrap_or_default(),
+            &session.user.id,
+            &session.provider,
+            qualifier.clone(),
+        )
     })
 }

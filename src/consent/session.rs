@@ -7,7 +7,7 @@ use url::Url;
 
 use super::{ConsentError, SESSION_URI_PREFIX};
 use crate::inbound::UserId;
-use crate::vault::{Credential, Owner, Vault, store};
+use crate::vault::{Credential, Owner, OwnerKind, Vault, store};
 
 /// Where a session stands. (`Debug` never shows the pending tokens.)
 #[derive(Clone, Serialize, Deserialize)]
@@ -100,26 +100,17 @@ impl From<&UserId> for SessionUser {
 
 /// The vault owner of a consent session (by the id inside its `sessionUri`).
 pub fn session_owner(id: &str) -> Owner {
-    Owner {
-        kind: "consent_session",
-        workload: String::new(),
-        user_issuer: String::new(),
-        user_id: String::new(),
-        provider: String::new(),
-        qualifier: id.to_string(),
-    }
+    Owner::consent_session(id)
 }
 
 /// The vault owner of a user's tokens for a provider.
 pub fn user_owner(workload: &str, user: &UserId, provider: &str) -> Owner {
-    Owner {
-        kind: "oauth_user",
-        workload: workload.to_string(),
-        user_issuer: user.issuer.clone().unwrap_or_default(),
-        user_id: user.id.clone(),
-        provider: provider.to_string(),
-        qualifier: String::new(),
-    }
+    Owner::user_token(
+        workload,
+        user.issuer.as_deref().unwrap_or_default(),
+        &user.id,
+        provider,
+    )
 }
 
 /// The session id inside a `sessionUri`.
@@ -221,7 +212,7 @@ const PENDING_COUNT_CAP: usize = 10_000;
 pub async fn pending_count(vault: &Vault) -> Result<usize, ConsentError> {
     let mut pending = 0;
     for owner in vault
-        .owners("consent_session")
+        .owners(OwnerKind::ConsentSession)
         .await?
         .iter()
         .take(PENDING_COUNT_CAP)

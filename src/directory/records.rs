@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::{ClientAuth, OAuth2Provider};
-use crate::vault::{Credential, Owner, Vault, VaultError};
+use crate::vault::{Credential, Owner, OwnerKind, Vault, VaultError};
 
-pub const WORKLOAD_KIND: &str = "workload_identity";
-pub const PROVIDER_KIND: &str = "credential_provider";
+pub const WORKLOAD_KIND: OwnerKind = OwnerKind::WorkloadIdentity;
+pub const PROVIDER_KIND: OwnerKind = OwnerKind::CredentialProvider;
 
 /// A workload identity created through the API, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,25 +104,11 @@ impl OAuth2Spec {
 }
 
 pub fn workload_owner(name: &str) -> Owner {
-    Owner {
-        kind: WORKLOAD_KIND,
-        workload: name.to_string(),
-        user_issuer: String::new(),
-        user_id: String::new(),
-        provider: String::new(),
-        qualifier: String::new(),
-    }
+    Owner::workload_identity(name)
 }
 
 pub fn provider_owner(name: &str) -> Owner {
-    Owner {
-        kind: PROVIDER_KIND,
-        workload: String::new(),
-        user_issuer: String::new(),
-        user_id: String::new(),
-        provider: name.to_string(),
-        qualifier: String::new(),
-    }
+    Owner::credential_provider(name)
 }
 
 pub(super) fn to_credential<T: Serialize>(record: &T) -> Result<Credential, VaultError> {
@@ -193,7 +179,7 @@ pub(super) async fn read<T: for<'de> Deserialize<'de>>(
 }
 
 /// Names of the API-created records of `kind`, sorted.
-pub(super) async fn names(vault: &Vault, kind: &str) -> Result<Vec<String>, VaultError> {
+pub(super) async fn names(vault: &Vault, kind: OwnerKind) -> Result<Vec<String>, VaultError> {
     let mut names: Vec<String> = vault
         .owners(kind)
         .await?
@@ -217,7 +203,7 @@ pub(super) async fn purge_tokens(
     selected: impl Fn(&Owner) -> bool,
 ) -> Result<usize, VaultError> {
     let mut deleted = 0;
-    for kind in ["oauth_user", "oauth_m2m"] {
+    for kind in [OwnerKind::OAuthUser, OwnerKind::OAuthM2m] {
         for owner in vault.owners(kind).await? {
             if selected(&owner) && vault.delete(&owner).await? {
                 deleted += 1;

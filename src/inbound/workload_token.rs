@@ -158,14 +158,7 @@ fn generate_pkcs8() -> Result<Vec<u8>, SigningKeyError> {
 
 /// Where the signing keys live in the vault (sealed like every other secret).
 fn vault_owner() -> Owner {
-    Owner {
-        kind: "signing_key",
-        workload: String::new(),
-        user_issuer: String::new(),
-        user_id: String::new(),
-        provider: "workload-tokens".to_string(),
-        qualifier: String::new(),
-    }
+    Owner::signing_key("workload-tokens")
 }
 
 /// One base64 PKCS#8 key per line, newest first.

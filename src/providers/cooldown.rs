@@ -71,14 +71,7 @@ mod tests {
     use super::*;
 
     fn owner() -> Owner {
-        Owner {
-            kind: "oauth_m2m",
-            workload: "w".into(),
-            user_issuer: String::new(),
-            user_id: String::new(),
-            provider: "p".into(),
-            qualifier: String::new(),
-        }
+        Owner::m2m_token("w", "p", String::new())
     }
 
     #[test]

@@ -97,14 +97,7 @@ impl M2mTokens {
         for audience in sorted(grant.audiences) {
             qualifier.push_str(&format!(" audience={audience}"));
         }
-        Owner {
-            kind: "oauth_m2m",
-            workload: workload.to_string(),
-            user_issuer: String::new(),
-            user_id: String::new(),
-            provider: provider.to_string(),
-            qualifier,
-        }
+        Owner::m2m_token(workload, provider, qualifier)
     }
 
     /// A token for `workload` from `client` with `scopes`.

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
 use crate::config::{CredentialConfig, Flow, Injection};
-use crate::consent::{self, ObtainError, Obtained, refresh};
+use crate::consent::{self, Obtained, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
 use crate::inbound::AuthError;
 
@@ -37,30 +37,26 @@ pub async fn resolve(
             .provider
             .as_ref()
             .and_then(|name| runtime.providers.get(name))
-            .ok_or_else(|| ProxyError::Internal("route names a provider the runtime lacks".into()))
+            .ok_or_else(|| ProxyError::Internal("route names a provider the runtime lacks"))
     };
     match credential.flow {
         Flow::Passthrough => Ok(None),
         Flow::ApiKey => match provider()? {
             Provider::ApiKey(key) => Ok(Some(key.clone())),
-            Provider::OAuth2(_) => Err(ProxyError::Internal(
-                "api_key flow on an oauth2 provider".into(),
-            )),
+            Provider::OAuth2(_) => Err(ProxyError::Internal("api_key flow on an oauth2 provider")),
         },
         Flow::M2m => {
             let Provider::OAuth2(client) = provider()? else {
-                return Err(ProxyError::Internal(
-                    "m2m flow on an api_key provider".into(),
-                ));
+                return Err(ProxyError::Internal("m2m flow on an api_key provider"));
             };
-            let workload = caller.workload.as_deref().ok_or_else(|| {
-                ProxyError::Internal("an m2m route reached without a workload".into())
-            })?;
+            let workload = caller
+                .workload
+                .as_deref()
+                .ok_or_else(|| ProxyError::Internal("an m2m route reached without a workload"))?;
             let token = runtime
                 .m2m
                 .token(state.vault(), client, workload, &credential.scopes)
-                .await
-                .map_err(|e| ProxyError::from(&*e))?;
+                .await?;
             Ok(Some(token))
         }
         Flow::UserFederation => {
@@ -101,7 +97,7 @@ async fn user_token(
     let provider = credential
         .provider
         .as_deref()
-        .ok_or_else(|| ProxyError::Internal("user_federation route without a provider".into()))?;
+        .ok_or_else(|| ProxyError::Internal("user_federation route without a provider"))?;
     let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
         return Err(ProxyError::Auth(AuthError::MissingUser));
     };
@@ -118,9 +114,10 @@ async fn user_token(
         completed_session: consent_session,
     };
     let details = || async {
-        let return_url = credential.return_url.clone().ok_or_else(|| {
-            ProxyError::Internal("user_federation route without a return_url".into())
-        })?;
+        let return_url = credential
+            .return_url
+            .clone()
+            .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url"))?;
         Ok::<_, ProxyError>(consent::SessionDetails {
             return_url,
             custom_state: None,
@@ -131,27 +128,6 @@ async fn user_token(
     match consent::token_or_challenge(&cx, &wanted, request_id, details).await? {
         Obtained::Token(token) => Ok(Some(token)),
         Obtained::Challenge(started) => Err(challenge(started, provider)),
-    }
-}
-
-impl From<ObtainError> for ProxyError {
-    fn from(error: ObtainError) -> Self {
-        match error {
-            ObtainError::Refresh(e) => match &*e {
-                refresh::RefreshError::Provider(p) => ProxyError::CredentialProvider(p.to_string()),
-                refresh::RefreshError::Vault(v) => ProxyError::VaultUnavailable(v.to_string()),
-                refresh::RefreshError::ConsentNeeded => ProxyError::Internal(e.to_string()),
-            },
-            ObtainError::Consent(e) => consent_failure(e),
-        }
-    }
-}
-
-fn consent_failure(error: consent::ConsentError) -> ProxyError {
-    match error {
-        consent::ConsentError::Vault(v) => ProxyError::from(v),
-        consent::ConsentError::TooManySessions => ProxyError::TooManyConsentSessions,
-        other => ProxyError::Internal(other.to_string()),
     }
 }
 
@@ -199,9 +175,7 @@ pub fn inject_header(
     secret: &SecretString,
 ) -> Result<(), ProxyError> {
     let value = format.replace("{token}", secret.expose_secret());
-    let mut value = HeaderValue::from_str(&value).map_err(|_| {
-        ProxyError::CredentialProvider("the credential is not a valid header value".into())
-    })?;
+    let mut value = HeaderValue::from_str(&value).map_err(ProxyError::CredentialNotAHeader)?;
     value.set_sensitive(true);
     headers.remove(name);
     headers.insert(name.clone(), value);

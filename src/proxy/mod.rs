@@ -1,16 +1,23 @@
-//! The reverse proxy: one request's phases, in order, in [`forward`]. Matching happens on the
-//! normalised path, the upstream gets exactly what was matched, and bodies stream both ways.
+//! The reverse proxy: one request's phases, in order, in [`forward`] (target check, route,
+//! caller, credential, rewrite, send, response), inside the request's span and under the guard
+//! that writes its access log line. Matching happens on the normalised path, the upstream gets
+//! exactly what was matched, and bodies stream both ways.
 
+mod access;
 pub mod credential;
 pub mod headers;
 pub mod host;
 pub mod path;
+mod rewrite;
 pub mod route;
+mod send;
 pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+
+use secrecy::SecretString;
+use tracing::Instrument;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
@@ -18,21 +25,16 @@ use hyper::body::Incoming;
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
-use crate::config::{Flow, Injection};
+use crate::config::CredentialConfig;
 use crate::error::ProxyError;
 use crate::inbound::{self, Caller};
 use crate::state::{AppState, Runtime};
+use access::AccessLog;
+use rewrite::{UpstreamTarget, rewrite};
 use route::{Route, host_without_port};
+use send::send_upstream;
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
-/// Headers keygate sets to describe the caller to upstreams; whatever a client sends under
-/// this prefix is removed first.
-const CALLER_HEADER_PREFIX: &str = "x-keygate-";
-static X_KEYGATE_WORKLOAD: header::HeaderName =
-    header::HeaderName::from_static("x-keygate-workload");
-static X_KEYGATE_USER: header::HeaderName = header::HeaderName::from_static("x-keygate-user");
-static X_KEYGATE_USER_ISSUER: header::HeaderName =
-    header::HeaderName::from_static("x-keygate-user-issuer");
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -41,85 +43,101 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// Handles one proxied request: never fails, errors become the contract's responses.
+/// One request's own facts that phases keep as data (audit events, the `x-request-id` header).
+/// Logging needs none of it: every log line inside the request carries its span.
+pub(crate) struct RequestContext {
+    pub(crate) id: String,
+    pub(crate) conn: ConnInfo,
+}
+
+/// Handles one proxied request: never fails, errors become the contract's responses. The
+/// access log line and the request metrics are written by a guard, so a request whose client
+/// goes away before the answer is logged and counted too (as 499).
 pub async fn handle(
     state: &AppState,
     request: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<Body> {
-    let started = Instant::now();
     // One config for the whole request, even if a reload lands meanwhile.
     let runtime = state.runtime();
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let method = request.method().clone();
-    let raw_path = request.uri().path().to_string();
-    let mut matched: Option<Arc<Route>> = None;
-
-    let result = forward(state, &runtime, request, conn, &request_id, &mut matched).await;
+    let context = RequestContext {
+        id: uuid::Uuid::new_v4().to_string(),
+        conn,
+    };
+    let span = access::request_span(&context.id);
+    let mut access = AccessLog::start(
+        state.metrics(),
+        &context.id,
+        request.method(),
+        request.uri().path(),
+    );
+    let result = forward(state, &runtime, request, &context, &mut access)
+        .instrument(span.clone())
+        .await;
     let (mut response, reason) = match result {
         Ok(response) => (response, None),
         Err(error) => {
-            if let ProxyError::Auth(auth) = &error {
-                state
-                    .metrics()
-                    .inbound_auth_failures_total
-                    .with_label_values(&[auth.reason()])
-                    .inc();
-            }
-            if error.status().is_server_error() {
-                tracing::warn!(request_id, %error, "request failed");
-            } else {
-                tracing::debug!(request_id, %error, "request refused");
-            }
-            let code = error.code();
-            (error.into_response(), Some(code))
+            let code = error.classify().code;
+            (span.in_scope(|| refuse(state, error)), Some(code))
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(&context.id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-
-    let elapsed = started.elapsed();
-    let status = response.status();
-    let route_name = matched.as_ref().map_or("_none", |r| r.name());
-    let metrics = state.metrics();
-    metrics
-        .requests_total
-        .with_label_values(&[route_name, status.as_str()])
-        .inc();
-    if let Some(route) = &matched {
-        route.duration.observe(elapsed.as_secs_f64());
-    }
-    tracing::info!(
-        target: "keygate::access",
-        request_id,
-        %method,
-        path = raw_path,
-        route = route_name,
-        status = status.as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        error = reason,
-    );
+    access.finish(response.status(), reason);
     response
 }
 
+/// The answer keygate gives itself for a failed request (logged once, counted if the caller
+/// was refused).
+fn refuse(state: &AppState, error: ProxyError) -> Response<Body> {
+    if let ProxyError::Auth(auth) = &error {
+        state
+            .metrics()
+            .inbound_auth_failures_total
+            .with_label_values(&[auth.reason()])
+            .inc();
+    }
+    error.log();
+    error.into_response()
+}
+
+/// The request's phases, one line each.
 async fn forward(
     state: &AppState,
     runtime: &Runtime,
     request: Request<Incoming>,
-    conn: ConnInfo,
-    request_id: &str,
-    matched: &mut Option<Arc<Route>>,
+    context: &RequestContext,
+    access: &mut AccessLog<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = request.into_parts();
+    let target = check_target(runtime, &parts)?;
+    let route = match_route(runtime, &target)?;
+    access.matched(route);
+    let caller = authenticate(state, runtime, route, &parts).await?;
+    let secret = find_credential(state, runtime, route, &caller, &mut parts, context).await?;
+    let upstream = UpstreamTarget::new(route, target.path.path, &parts);
+    rewrite(&upstream, &mut parts, &caller, secret.as_ref(), context)?;
+    let request = Request::from_parts(parts, body);
+    let response = send_upstream(state, runtime, &upstream, &caller, request, secret, context);
+    Ok(respond(response.await?))
+}
 
-    // 1. Request target: a method we forward (TRACE would echo the injected credential back),
-    //    one host, absolute form only for our own authority, and a path with one meaning.
+/// What phase 1 found in the request target.
+struct Target {
+    /// The host the client addressed, without its port.
+    authority_host: Option<String>,
+    path: path::NormalizedPath,
+}
+
+/// 1. Request target: a method we forward (TRACE would echo the injected credential back), one
+///    host, absolute form only for our own authority, and a path with one meaning.
+fn check_target(runtime: &Runtime, parts: &http::request::Parts) -> Result<Target, ProxyError> {
     if parts.method == http::Method::TRACE {
-        return Err(ProxyError::MethodNotAllowed(parts.method));
+        return Err(ProxyError::MethodNotAllowed(parts.method.clone()));
     }
     host::check(&parts.headers, &parts.uri)?;
-    let authority_host = request_authority(&parts).map(host_without_port);
+    let authority_host = request_authority(parts).map(host_without_port);
     if parts.version <= Version::HTTP_11
         && let Some(authority) = parts.uri.authority()
         && !is_own_authority(runtime, authority.as_str())
@@ -130,196 +148,71 @@ async fn forward(
     }
     let path = path::normalize(parts.uri.path())
         .map_err(|e| ProxyError::BadRequest(path_error_text(&e)))?;
+    Ok(Target {
+        authority_host,
+        path,
+    })
+}
 
-    // 2. Route: matched on the normalised path; dot segments may not carry a request out of
-    //    the prefix its raw form was aimed at.
-    let route = runtime.routes.find(authority_host.as_deref(), &path.path);
-    if path.had_dot_segments()
-        && let Some(aimed_at) = runtime
-            .routes
-            .find(authority_host.as_deref(), &path.unresolved)
+/// 2. Route: matched on the normalised path; dot segments may not carry a request out of the
+///    prefix its raw form was aimed at.
+fn match_route<'r>(runtime: &'r Runtime, target: &Target) -> Result<&'r Arc<Route>, ProxyError> {
+    let host = target.authority_host.as_deref();
+    let route = runtime.routes.find(host, &target.path.path);
+    if target.path.had_dot_segments()
+        && let Some(aimed_at) = runtime.routes.find(host, &target.path.unresolved)
         && !route.is_some_and(|r| Arc::ptr_eq(r, aimed_at))
     {
         return Err(ProxyError::BadRequest(
             "the path climbs out of its route prefix",
         ));
     }
-    let route = route.ok_or(ProxyError::NoRoute)?;
-    *matched = Some(route.clone());
+    route.ok_or(ProxyError::NoRoute)
+}
 
-    // 3. Caller: one Bearer token, a user JWT for the route's authorizer or a workload access
-    //    token of ours. Before anything reaches the upstream.
-    let caller = authenticate(state, runtime, route, &parts).await?;
-
-    // 4. Credential: what the route's flow injects, found before anything goes upstream (a
-    //    vault or provider failure answers 503/502 instead of forwarding without it).
+/// 4. Credential: what the route's flow injects, found before anything goes upstream (a vault
+///    or provider failure answers 503/502 instead of forwarding without it).
+async fn find_credential(
+    state: &AppState,
+    runtime: &Runtime,
+    route: &Route,
+    caller: &Caller,
+    parts: &mut http::request::Parts,
+    context: &RequestContext,
+) -> Result<Option<SecretString>, ProxyError> {
     let consent_session = parts
         .headers
         .remove(&credential::CONSENT_SESSION_HEADER)
         .and_then(|v| v.to_str().ok().map(str::to_string));
-    let secret = match &route.config.credential {
-        Some(c) => {
-            let resolved = credential::resolve(
-                state,
-                runtime,
-                c,
-                &caller,
-                consent_session.as_deref(),
-                request_id,
-            )
-            .await;
-            audit_credential_use(state, request_id, conn, c, &caller, &resolved)?;
-            resolved?
-        }
-        None => None,
+    let Some(config) = &route.config.credential else {
+        return Ok(None);
     };
-    let injection = credential::injection(route.config.credential.as_ref());
+    let resolved = credential::resolve(
+        state,
+        runtime,
+        config,
+        caller,
+        consent_session.as_deref(),
+        &context.id,
+    )
+    .await;
+    audit_credential_use(state, context, config, caller, &resolved)?;
+    resolved
+}
 
-    // 5. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream,
-    //    the inbound credential out (unless passed through), on credential routes the client's
-    //    own credentials and identity claims out (unless the route passes them), the caller
-    //    described, the credential in.
-    let original_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| authority_value(&parts));
-    let client_query = parts.uri.query().map(str::to_string);
-    let upstream_uri = |secret: Option<&secrecy::SecretString>| -> Result<http::Uri, ProxyError> {
-        let query = match (injection, secret) {
-            (Some(Injection::QueryParam(param)), Some(secret)) => Some(credential::query_with(
-                client_query.as_deref(),
-                param,
-                secret,
-            )),
-            _ => client_query.clone(),
-        };
-        route
-            .upstream_uri(&path.path, query.as_deref())
-            .parse()
-            .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))
-    };
-    let uri = upstream_uri(secret.as_ref())?;
-    // A user's vaulted token may be refused before its time (revoked, rotated at the
-    // provider): one refresh and one retry, for requests whose body can be replayed.
-    let retry = match (&route.config.credential, &secret) {
-        (Some(c), Some(token)) if c.flow == Flow::UserFederation => Some((c, token.clone())),
-        _ => None,
-    };
-    parts.uri = uri;
-    headers::strip_hop_by_hop(&mut parts.headers, true);
-    parts.headers.remove(header::HOST);
-    headers::set_forwarded(
-        &mut parts.headers,
-        conn.peer.ip(),
-        conn.tls,
-        original_host.as_ref(),
-    );
-    let passthrough = route
-        .config
-        .credential
-        .as_ref()
-        .is_some_and(|c| c.flow == Flow::Passthrough);
-    if !passthrough {
-        parts.headers.remove(header::AUTHORIZATION);
-    }
-    if let Some(credential) = &route.config.credential {
-        headers::strip_client_credentials(&mut parts.headers, &credential.pass_headers);
-    }
-    describe_caller(&mut parts.headers, &caller);
-    if let (Some(Injection::Header { name, format }), Some(secret)) = (injection, &secret) {
-        credential::inject_header(&mut parts.headers, name, format, secret)?;
-    }
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        parts.headers.insert(X_REQUEST_ID.clone(), value);
-    }
-    // The pooled client picks HTTP/1.1 or HTTP/2 per upstream connection (ALPN).
-    parts.version = Version::HTTP_11;
-
-    // 6. Forward, bounded by the route's timeout up to the response headers; the body streams.
-    let replay = match &retry {
-        Some(_) => replayable(body).await?,
-        None => Replay::Stream(body),
-    };
-    let (first_body, kept) = match replay {
-        Replay::Stream(body) => (body::stream(body), None),
-        Replay::Buffered(bytes) => (body::full(bytes.clone()), Some(bytes)),
-    };
-    let copy = kept.as_ref().map(|_| copy_parts(&parts));
-    let mut response = send(route, Request::from_parts(parts, first_body)).await?;
-    if response.status() == http::StatusCode::UNAUTHORIZED
-        && let (Some((c, rejected)), Some(bytes), Some(mut parts)) = (retry, kept, copy)
-        && let Some(renewed) =
-            credential::after_rejection(state, runtime, c, &caller, &rejected, request_id).await
-    {
-        tracing::info!(
-            request_id,
-            "upstream refused the vaulted token; retrying once with a refreshed one"
-        );
-        parts.uri = upstream_uri(Some(&renewed))?;
-        if let Some(Injection::Header { name, format }) = injection {
-            credential::inject_header(&mut parts.headers, name, format, &renewed)?;
-        }
-        response = send(route, Request::from_parts(parts, body::full(bytes))).await?;
-    }
-
+/// 7. Response: hop-by-hop headers out, the body streamed back.
+fn respond(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, body::stream(body)))
-}
-
-/// Request bodies up to this size are kept so the request can be sent again.
-const MAX_REPLAY_BYTES: u64 = 64 * 1024;
-
-enum Replay {
-    Stream(Incoming),
-    Buffered(bytes::Bytes),
-}
-
-/// Reads a small body of known size into memory (so it can be replayed); any other body
-/// streams through untouched.
-async fn replayable(body: Incoming) -> Result<Replay, ProxyError> {
-    use http_body::Body as _;
-    use http_body_util::BodyExt;
-    match body.size_hint().exact() {
-        Some(n) if n <= MAX_REPLAY_BYTES => body
-            .collect()
-            .await
-            .map(|c| Replay::Buffered(c.to_bytes()))
-            .map_err(|_| ProxyError::BadRequest("the request body could not be read")),
-        _ => Ok(Replay::Stream(body)),
-    }
-}
-
-/// The request head again (for a retry).
-fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
-    let mut request = Request::new(());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request.into_parts().0
-}
-
-async fn send(route: &Route, request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
-    let sent = Instant::now();
-    let response = tokio::time::timeout(route.config.timeout, route.client.request(request))
-        .await
-        .map_err(|_| ProxyError::UpstreamTimeout)?
-        .map_err(|e| ProxyError::UpstreamUnavailable(error_chain(&e)))?;
-    route
-        .upstream_duration
-        .observe(sent.elapsed().as_secs_f64());
-    Ok(response)
+    Response::from_parts(parts, body::stream(body))
 }
 
 /// `ProxyCredentialUse` for a request that used (or failed to get) an injected credential. A
 /// full audit queue refuses the request rather than serving it unaudited.
 fn audit_credential_use(
     state: &AppState,
-    request_id: &str,
-    conn: ConnInfo,
-    credential: &crate::config::CredentialConfig,
+    context: &RequestContext,
+    credential: &CredentialConfig,
     caller: &Caller,
     resolved: &Result<Option<secrecy::SecretString>, ProxyError>,
 ) -> Result<(), ProxyError> {
@@ -329,18 +222,17 @@ fn audit_credential_use(
         Err(ProxyError::ConsentRequired(_) | ProxyError::Auth(_)) => Outcome::Denied,
         Err(_) => Outcome::Error,
     };
-    let event = AuditEvent::new("ProxyCredentialUse", request_id, outcome)
+    let event = AuditEvent::new("ProxyCredentialUse", &context.id, outcome)
         .workload(caller.workload.as_deref())
         .user(caller.user.as_ref())
         .provider(credential.provider.as_deref())
-        .reason(resolved.as_ref().err().map(ProxyError::code))
-        .source(conn.peer.ip());
-    state
-        .audit()
-        .record(event)
-        .map_err(|_| ProxyError::AuditUnavailable)
+        .reason(resolved.as_ref().err().map(|e| e.classify().code))
+        .source(context.conn.peer.ip());
+    Ok(state.audit().record(event)?)
 }
 
+/// 3. Caller: one Bearer token, a user JWT for the route's authorizer or a workload access token
+///    of ours. Before anything reaches the upstream.
 async fn authenticate(
     state: &AppState,
     runtime: &Runtime,
@@ -353,9 +245,7 @@ async fn authenticate(
             runtime
                 .authorizers
                 .get(name)
-                .ok_or_else(|| {
-                    ProxyError::Internal(format!("authorizer {name} missing from the runtime"))
-                })?
+                .ok_or(ProxyError::Internal("authorizer missing from the runtime"))?
                 .as_ref(),
         ),
         None => None,
@@ -367,40 +257,11 @@ async fn authenticate(
         state.workload_tokens(),
     )
     .await?;
+    if let Some(workload) = &caller.workload {
+        tracing::Span::current().record("workload", workload.as_str());
+    }
     Ok(caller)
 }
-
-/// Replaces any client-sent `x-keygate-*` headers with the authenticated caller's identity.
-fn describe_caller(headers: &mut header::HeaderMap, caller: &Caller) {
-    let spoofed: Vec<header::HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(CALLER_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
-    let values = [
-        (&X_KEYGATE_WORKLOAD, caller.workload.as_deref()),
-        (&X_KEYGATE_USER, caller.user.as_ref().map(|u| u.id.as_str())),
-        (
-            &X_KEYGATE_USER_ISSUER,
-            caller.user.as_ref().and_then(|u| u.issuer.as_deref()),
-        ),
-    ];
-    for (name, value) in values {
-        let encoded =
-            value.map(|v| percent_encoding::utf8_percent_encode(v, CALLER_ENCODE).to_string());
-        if let Some(value) = encoded.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            headers.insert(name.clone(), value);
-        }
-    }
-}
-
-/// Caller headers carry UTF-8 percent-encoded where a header cannot carry it as it is (control
-/// and non-ASCII characters), and `%` itself, so upstreams percent-decode every value and a
-/// user such as `josé` is never dropped.
-const CALLER_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
 /// The authority the client addressed: the `Host` header, else the URI's (HTTP/2 `:authority`).
 fn request_authority(parts: &http::request::Parts) -> Option<&str> {
@@ -409,13 +270,6 @@ fn request_authority(parts: &http::request::Parts) -> Option<&str> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-}
-
-fn authority_value(parts: &http::request::Parts) -> Option<HeaderValue> {
-    parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 /// Whether an absolute-form authority names this gateway: its public URL, its listen address,
@@ -448,16 +302,4 @@ fn path_error_text(error: &path::PathError) -> &'static str {
             "the path holds a dot segment with parameters or double encoding"
         }
     }
-}
-
-/// The error and its sources, for logs (hyper's top-level message alone says little).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

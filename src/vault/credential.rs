@@ -82,7 +82,7 @@ pub enum Credential {
 
 impl Credential {
     /// Checks the size limit on every secret it carries.
-    pub fn within_limits(&self) -> bool {
+    pub(crate) fn within_limits(&self) -> bool {
         match self {
             Credential::OAuth(t) => {
                 t.access_token.expose_secret().len() <= MAX_TOKEN_BYTES
@@ -129,7 +129,7 @@ impl Credential {
         serde_json::to_vec(&wire)
     }
 
-    pub fn from_wire(bytes: &[u8]) -> Result<Credential, serde_json::Error> {
+    pub(crate) fn from_wire(bytes: &[u8]) -> Result<Credential, serde_json::Error> {
         Ok(match serde_json::from_slice(bytes)? {
             Wire::OAuth {
                 access_token,

@@ -12,6 +12,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use super::keys::{KEY_BYTES, Kek, KeyRing};
+use super::owner::Owner;
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
@@ -28,61 +29,25 @@ pub enum SealError {
     Random,
 }
 
-/// The kinds of record the vault keeps (the `kind` of an [`Owner`]).
-pub const KINDS: &[&str] = &[
-    "oauth_user",
-    "oauth_m2m",
-    "api_key",
-    "client_secret",
-    "signing_key",
-    "consent_session",
-    "workload_identity",
-    "credential_provider",
-];
-
-/// The static name of a kind read back from the store; unknown kinds map to `"unknown"` (and
-/// so never open, since the kind is part of every seal's associated data).
-pub fn kind_name(kind: &str) -> &'static str {
-    KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("unknown")
-}
-
-/// Who a record belongs to; bound into every seal as associated data.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Owner {
-    pub kind: &'static str,
-    pub workload: String,
-    /// Issuer of a JWT user; empty for users named by id and for records without a user.
-    pub user_issuer: String,
-    pub user_id: String,
-    pub provider: String,
-    /// Scopes or another qualifier that is part of the record's identity (M2M tokens).
-    pub qualifier: String,
-}
-
-impl Owner {
-    /// An unambiguous byte string: each field length-prefixed, then the record version.
-    fn aad(&self, purpose: &str, kek_id: &str, version: i64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(136);
-        for part in [
-            purpose,
-            kek_id,
-            self.kind,
-            &self.workload,
-            &self.user_issuer,
-            &self.user_id,
-            &self.provider,
-            &self.qualifier,
-        ] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part.as_bytes());
-        }
-        out.extend_from_slice(&version.to_be_bytes());
-        out
+/// The owner as an unambiguous byte string: each field length-prefixed, then the record
+/// version.
+fn owner_aad(owner: &Owner, purpose: &str, kek_id: &str, version: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(136);
+    for part in [
+        purpose,
+        kek_id,
+        owner.kind.as_str(),
+        &owner.workload,
+        &owner.user_issuer,
+        &owner.user_id,
+        &owner.provider,
+        &owner.qualifier,
+    ] {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part.as_bytes());
     }
+    out.extend_from_slice(&version.to_be_bytes());
+    out
 }
 
 fn key(bytes: &[u8]) -> Result<LessSafeKey, SealError> {
@@ -155,10 +120,14 @@ fn seal_with_dek(
 ) -> Result<Vec<u8>, SealError> {
     let (dek_nonce, wrapped) = seal_with(
         &key(kek.expose())?,
-        &owner.aad("dek", &kek.id, version),
+        &owner_aad(owner, "dek", &kek.id, version),
         dek,
     )?;
-    let (nonce, ciphertext) = seal_with(&key(dek)?, &owner.aad("data", "", version), plaintext)?;
+    let (nonce, ciphertext) = seal_with(
+        &key(dek)?,
+        &owner_aad(owner, "data", "", version),
+        plaintext,
+    )?;
     let id = kek.id.as_bytes();
     let mut out =
         Vec::with_capacity(2 + id.len() + NONCE_LEN * 2 + wrapped.len() + ciphertext.len());
@@ -224,7 +193,7 @@ fn unwrap_dek(
     let kek = ring.find(parsed.kek_id).ok_or(SealError::UnknownKey)?;
     let dek = open_with(
         &key(kek.expose())?,
-        &owner.aad("dek", &kek.id, version),
+        &owner_aad(owner, "dek", &kek.id, version),
         parsed.dek_nonce,
         parsed.wrapped,
     )?;
@@ -242,14 +211,14 @@ pub fn open(
     let dek = unwrap_dek(ring, owner, version, &parsed)?;
     open_with(
         &key(&dek)?,
-        &owner.aad("data", "", version),
+        &owner_aad(owner, "data", "", version),
         parsed.nonce,
         parsed.ciphertext,
     )
 }
 
 /// Re-seals a record under the ring's current key (checking the data still opens first).
-pub fn reseal(
+pub(crate) fn reseal(
     ring: &KeyRing,
     owner: &Owner,
     version: i64,
@@ -271,14 +240,7 @@ mod tests {
     }
 
     fn owner(user: &str) -> Owner {
-        Owner {
-            kind: "oauth_user",
-            workload: "agent".into(),
-            user_issuer: "https://idp".into(),
-            user_id: user.into(),
-            provider: "docs".into(),
-            qualifier: String::new(),
-        }
+        Owner::user_token("agent", "https://idp", user, "docs")
     }
 
     #[test]

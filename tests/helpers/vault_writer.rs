@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use keygate::config::{SecretSource, VaultConfig};
-use keygate::vault::{Credential, Owner, Vault};
+use keygate::vault::{Credential, Owner, OwnerKind, Vault};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -23,7 +23,7 @@ async fn main() {
     let mut stdout = std::io::stdout();
     for i in 0u64.. {
         let owner = Owner {
-            kind: "api_key",
+            kind: OwnerKind::OAuthM2m,
             workload: "writer".into(),
             user_issuer: String::new(),
             user_id: String::new(),

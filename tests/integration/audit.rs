@@ -230,3 +230,119 @@ async fn under_load_every_served_request_is_audited_across_sigterm() {
         served.len()
     );
 }
+
+/// With traffic stopped (and no shutdown), the last lines reach the file within the contract's
+/// flush interval: the writer does not wait for more events to fill a batch.
+#[tokio::test]
+async fn a_quiet_log_is_on_disk_within_the_flush_interval() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let gw = TestGateway::start_in(dir, &config(&upstream, &path.display().to_string())).await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/weather/today").await.0, StatusCode::OK);
+    }
+    let answered = Instant::now();
+    while lines(&path).len() < 3 {
+        // 200 ms in the contract; the margin is for a loaded test machine.
+        assert!(
+            answered.elapsed() < Duration::from_secs(1),
+            "audit lines still not on disk after the traffic stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The audit file is a pipe nobody reads: once the pipe buffer and the queue are full, requests
+/// that need an audit line are refused with 503 `audit_unavailable` (counted), requests that
+/// need none are still served, and once the reader drains the pipe every request that was
+/// answered 200 is in the log and requests are served again.
+#[tokio::test]
+async fn a_full_audit_queue_refuses_with_503_and_recovers() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The reader opens the pipe (which waits for keygate to open it for writing), then holds it
+    // unread until told to drain.
+    let (drain, drain_rx) = std::sync::mpsc::channel::<()>();
+    let read = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let (fifo, read) = (fifo.clone(), read.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut pipe = std::fs::File::open(&fifo).unwrap();
+            drain_rx.recv().unwrap();
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                read.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let toml = config(&upstream, &fifo.display().to_string())
+        .replace("[audit]\n", "[audit]\nqueue_capacity = 8\n");
+    let gw = TestGateway::start_in(dir, &toml).await;
+
+    let mut served = Vec::new();
+    let refused = loop {
+        let (status, headers, body) = gw.get("/weather/x").await;
+        match status {
+            StatusCode::OK => served.push(headers["x-request-id"].to_str().unwrap().to_string()),
+            StatusCode::SERVICE_UNAVAILABLE => break body,
+            other => panic!("unexpected {other}: {body}"),
+        }
+        assert!(served.len() < 20_000, "the audit queue never filled");
+    };
+    let refused: serde_json::Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(refused["error"], "audit_unavailable");
+    assert_eq!(gw.get("/plain/x").await.0, StatusCode::OK);
+    let metrics = gw.metrics().await;
+    assert!(
+        crate::consent_scopes::metric_value(&metrics, "keygate_audit_refused_total") >= 1.0,
+        "refusal not counted"
+    );
+
+    drain.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, headers, _) = gw.get("/weather/x").await;
+        if status == StatusCode::OK {
+            served.push(headers["x-request-id"].to_str().unwrap().to_string());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the reader drained the pipe"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let audited = || -> std::collections::HashSet<String> {
+        String::from_utf8_lossy(&read.lock().unwrap())
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["requestId"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    while served.iter().any(|id| !audited().contains(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "served requests missing from the audit log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.shutdown().await;
+    reader.join().unwrap();
+}

@@ -28,6 +28,7 @@ mod provider_cooldown;
 mod proxy;
 mod quickstart;
 mod replicas;
+mod request_span;
 mod small_fs;
 mod store;
 mod tls;

@@ -1,14 +1,13 @@
 //! The vault store, one suite run against both backends: SQLite in a temp folder and the real
 //! PostgreSQL on 127.0.0.1:5432 (a fresh database per test; the test fails loudly without it).
 
-use keygate::vault::seal::{self, Owner};
-use keygate::vault::{Entry, Kek, KeyRing, Store};
+use keygate::vault::{Entry, Kek, KeyRing, Owner, OwnerKind, Store, seal};
 
 use crate::vault::fresh_postgres;
 
 fn owner(workload: &str, issuer: &str, user: &str, provider: &str) -> Owner {
     Owner {
-        kind: "oauth_user",
+        kind: OwnerKind::OAuthUser,
         workload: workload.into(),
         user_issuer: issuer.into(),
         user_id: user.into(),
@@ -137,14 +136,50 @@ async fn suite(url: &str) {
     );
 
     conditional_writes(&store, &r).await;
+    every_kind_reads_back_as_itself(&store, &r).await;
     store.close().await;
+}
+
+/// Every kind keygate writes comes back from the store (listing, change log) as itself, so
+/// the listed owner opens its record and invalidates the right cache entry.
+async fn every_kind_reads_back_as_itself(store: &Store, r: &KeyRing) {
+    let start = store.latest_change().await.unwrap();
+    for kind in OwnerKind::ALL {
+        let o = Owner {
+            kind,
+            ..owner("kinds", "https://idp", "carol", "docs")
+        };
+        store.put(&entry(r, &o, kind.as_str())).await.unwrap();
+    }
+    let listed: Vec<Entry> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.owner.workload == "kinds")
+        .collect();
+    assert_eq!(listed.len(), OwnerKind::ALL.len());
+    for e in &listed {
+        assert_eq!(
+            seal::open(r, &e.owner, 7, &e.sealed).unwrap(),
+            e.owner.kind.as_str().as_bytes()
+        );
+    }
+    let changed: Vec<OwnerKind> = store
+        .changes_since(start, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, o)| o.kind)
+        .collect();
+    assert_eq!(changed, OwnerKind::ALL);
 }
 
 /// Create-if-absent (API names), compare-and-swap by record version (one-time consent
 /// completion, API updates) and listing one kind's owners.
 async fn conditional_writes(store: &Store, r: &KeyRing) {
     let named = |name: &str| Owner {
-        kind: "workload_identity",
+        kind: OwnerKind::WorkloadIdentity,
         workload: name.into(),
         user_issuer: String::new(),
         user_id: String::new(),
@@ -188,11 +223,14 @@ async fn conditional_writes(store: &Store, r: &KeyRing) {
         b"three"
     );
 
-    let owners = store.owners_of_kind("workload_identity").await.unwrap();
+    let owners = store
+        .owners_of_kind(OwnerKind::WorkloadIdentity)
+        .await
+        .unwrap();
     assert_eq!(owners, vec![named("agent-a"), named("agent-b")]);
     assert!(
         store
-            .owners_of_kind("credential_provider")
+            .owners_of_kind(OwnerKind::CredentialProvider)
             .await
             .unwrap()
             .is_empty()

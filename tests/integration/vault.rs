@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use keygate::config::{SecretSource, VaultConfig};
-use keygate::vault::{Credential, OAuthTokens, Owner, Vault, VaultError, VaultMetrics, seal};
+use keygate::vault::{
+    Credential, OAuthTokens, Owner, OwnerKind, Vault, VaultError, VaultMetrics, seal,
+};
 use secrecy::ExposeSecret;
 use sqlx::Connection;
 
@@ -140,7 +142,7 @@ impl Backend {
 
 pub fn user(name: &str) -> Owner {
     Owner {
-        kind: "oauth_user",
+        kind: OwnerKind::OAuthUser,
         workload: "agent".into(),
         user_issuer: "https://idp".into(),
         user_id: name.into(),
@@ -418,7 +420,7 @@ async fn rotation_under_load_on_postgres() {
 async fn one_time_records(backend: Backend) {
     let (vault, _) = backend.vault("vault.key", &[]).await;
     let session = |id: &str| Owner {
-        kind: "consent_session",
+        kind: OwnerKind::ConsentSession,
         workload: "agent".into(),
         user_issuer: String::new(),
         user_id: String::new(),
@@ -521,7 +523,7 @@ async fn kill_during_writes(backend: Backend) {
         .unwrap();
     for i in 0..=last {
         let owner = Owner {
-            kind: "api_key",
+            kind: OwnerKind::OAuthM2m,
             workload: "writer".into(),
             user_issuer: String::new(),
             user_id: String::new(),
