@@ -17,6 +17,7 @@
 //! - [`fetch`], [`egress`]: keygate's own bounded fetches (discovery, JWKS, token endpoints) and where they may go.
 //! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
 //! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
+//! - [`consent_endpoints`]: the consent flow's browser-facing HTTP endpoints (authorize, callback).
 //! - [`directory`]: workload identities and credential providers, from config and API.
 //! - [`identity_api`]: the AgentCore-compatible identity API (SigV4, AWS error shapes).
 
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod body;
 pub mod config;
 pub mod consent;
+pub mod consent_endpoints;
 pub mod dev_echo;
 pub mod directory;
 pub mod egress;

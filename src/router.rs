@@ -5,7 +5,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::consent;
+use crate::consent_endpoints;
 use crate::directory::Configured;
 use crate::error::{ProxyError, json_response};
 use crate::identity_api;
@@ -32,13 +32,13 @@ pub async fn dispatch(
         match path {
             "/identities/oauth2/authorize" => {
                 let runtime = state.runtime();
-                let endpoints = consent_endpoints(state, &runtime);
-                return consent::http::authorize(&endpoints, query).await;
+                let endpoints = endpoints_for(state, &runtime);
+                return consent_endpoints::authorize(&endpoints, query).await;
             }
             "/identities/oauth2/callback" => {
                 let runtime = state.runtime();
-                let endpoints = consent_endpoints(state, &runtime);
-                return consent::http::callback(&endpoints, query, conn.peer.ip()).await;
+                let endpoints = endpoints_for(state, &runtime);
+                return consent_endpoints::callback(&endpoints, query, conn.peer.ip()).await;
             }
             _ => {}
         }
@@ -53,11 +53,11 @@ pub async fn dispatch(
 }
 
 /// What the consent flow's browser endpoints use of the gateway.
-fn consent_endpoints<'a>(
+fn endpoints_for<'a>(
     state: &'a AppState,
     runtime: &'a Runtime,
-) -> consent::http::Endpoints<'a> {
-    consent::http::Endpoints {
+) -> consent_endpoints::Endpoints<'a> {
+    consent_endpoints::Endpoints {
         vault: state.vault(),
         metrics: state.metrics(),
         audit: state.audit(),

@@ -15,7 +15,6 @@ use crate::vault::{Owner, Vault, VaultError};
 
 mod callback;
 mod complete;
-pub mod http;
 pub mod lookup;
 pub mod obtain;
 pub mod pending;

@@ -46,7 +46,7 @@ pub struct Session {
     pub verifier: String,
     pub expires_at: i64,
     pub status: Status,
-    /// The qualifier of its `consent_pending` index entry (see [`pending`]).
+    /// The qualifier of its `consent_pending` index entry (see [`super::pending`]).
     #[serde(default)]
     pub index: Option<String>,
 }

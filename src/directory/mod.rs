@@ -13,8 +13,8 @@
 //! record is unchanged (a fingerprint of the record decides), so an update on any replica takes
 //! effect at the next use.
 //!
-//! - [`records`]: the stored records, their owners, raw reads and writes.
-//! - [`workloads`], [`providers`]: the operations on each kind of entry.
+//! - `records`: the stored records, their owners, raw reads and writes.
+//! - `workloads`, `providers`: the operations on each kind of entry.
 
 mod error;
 mod providers;

@@ -5,8 +5,8 @@
 //! Manager sources, private endpoints, certificates, private-key-JWT client authentication,
 //! token exchange) are refused with a `ValidationException` saying why, never dropped.
 //!
-//! - [`shapes`]: AgentCore's provider configuration shapes to keygate's and back.
-//! - [`oauth2`], [`api_key`]: the operations of each kind; listing and deletion are shared here.
+//! - `shapes`: AgentCore's provider configuration shapes to keygate's and back.
+//! - `oauth2`, `api_key`: the operations of each kind; listing and deletion are shared here.
 //!
 //! The handlers parse and validate; [`crate::directory`] keeps the entries (quota, config
 //! entries read-only, compare-and-swap updates, tokens purged before a delete).

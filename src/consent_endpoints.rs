@@ -5,16 +5,18 @@
 //! fails; see [`ProxyError::classify`]). Every answer carries `Referrer-Policy: no-referrer` and `Cache-Control:
 //! no-store`: these URLs hold a session reference, a code and a state, and neither the next page
 //! (the app at the return URL, the provider) nor a cache may keep them.
+//!
+//! This is the HTTP layer over [`crate::consent`], which knows nothing of HTTP responses.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode, header};
 use url::form_urlencoded;
 
-use super::ConsentError;
 use crate::audit::Audit;
 use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
+use crate::consent::{self, ConsentError};
 use crate::directory::{Configured, Directory};
 use crate::error::ProxyError;
 use crate::inbound::UserId;
@@ -36,7 +38,7 @@ pub struct Endpoints<'a> {
     pub configured: Configured<'a>,
 }
 
-impl super::Clients for Endpoints<'_> {
+impl consent::Clients for Endpoints<'_> {
     async fn client(&self, provider: &str) -> Option<Arc<OAuthClient>> {
         self.directory
             .oauth_client(&self.configured, provider)
@@ -98,7 +100,7 @@ async fn answer_authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Res
     let Some(request_uri) = query_value(query, "request_uri") else {
         return refused(ConsentError::UnknownSession);
     };
-    match super::authorization_redirect(
+    match consent::authorization_redirect(
         endpoints.vault,
         endpoints.public_url,
         endpoints,
@@ -126,12 +128,12 @@ async fn answer_callback(
         Ok(slot) => slot,
         Err(full) => return refused(full),
     };
-    let result = super::callback(
+    let result = consent::callback(
         endpoints.vault,
         endpoints.public_url,
         endpoints,
         &session_state,
-        super::Response {
+        consent::Response {
             code: code.as_deref(),
             error: error.as_deref(),
             iss: query_value(query, "iss").as_deref(),
@@ -162,7 +164,7 @@ async fn answer_callback(
 
 /// A callback that settled its session: counted, logged when the provider granted less, and
 /// the audit event for it.
-fn called_back(metrics: &Metrics, done: &super::Callback) -> AuditEvent {
+fn called_back(metrics: &Metrics, done: &consent::Callback) -> AuditEvent {
     let (outcome, result) = match &done.refused {
         None => (Outcome::Success, "authorized"),
         Some(_) => (Outcome::Denied, "denied"),
@@ -196,11 +198,11 @@ fn called_back(metrics: &Metrics, done: &super::Callback) -> AuditEvent {
 
 /// Counts the code exchange as a token request, and logs a provider that refused keygate's own
 /// client credentials as the misconfiguration it is (not as a user who said no).
-fn count_exchange(metrics: &Metrics, provider: &str, exchange: Option<super::Exchange>) {
+fn count_exchange(metrics: &Metrics, provider: &str, exchange: Option<consent::Exchange>) {
     let result = match exchange {
         None => return,
-        Some(super::Exchange::Success) => "success",
-        Some(super::Exchange::Failed {
+        Some(consent::Exchange::Success) => "success",
+        Some(consent::Exchange::Failed {
             result,
             misconfigured,
         }) => {
