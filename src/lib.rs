@@ -4,7 +4,8 @@
 //! credential for the tool from an encrypted vault, rewrites the outbound `Authorization` header
 //! and forwards the request. The modules follow the request:
 //!
-//! - [`config`]: `routes.toml`, validated and compiled into runtime types.
+//! - [`config`]: `routes.toml`, read and checked; [`rules`]: the rules config and API share.
+//! - [`runtime`]: a checked config compiled into routes with resolved authorizers and credentials.
 //! - [`server`]: listeners, TLS, HTTP/1.1 and HTTP/2, limits, reload and graceful drain.
 //! - [`router`]: reserved paths versus proxied ones.
 //! - [`inbound`]: who is calling: JWT authorizers over OIDC discovery, workload access tokens.
@@ -37,6 +38,8 @@ pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod router;
+pub mod rules;
+pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod tls;

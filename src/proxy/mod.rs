@@ -5,7 +5,6 @@ pub mod credential;
 pub mod headers;
 pub mod host;
 pub mod path;
-pub mod route;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -18,11 +17,12 @@ use hyper::body::Incoming;
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
-use crate::config::{Flow, Injection};
+use crate::config::Injection;
 use crate::error::ProxyError;
 use crate::inbound::{self, Caller};
-use crate::state::{AppState, Runtime};
-use route::{Route, host_without_port};
+use crate::rules::host_without_port;
+use crate::runtime::{Outbound, Route, Runtime};
+use crate::state::AppState;
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 /// Headers keygate sets to describe the caller to upstreams; whatever a client sends under
@@ -149,7 +149,7 @@ async fn forward(
 
     // 3. Caller: one Bearer token, a user JWT for the route's authorizer or a workload access
     //    token of ours. Before anything reaches the upstream.
-    let caller = authenticate(state, runtime, route, &parts).await?;
+    let caller = authenticate(state, route, &parts).await?;
 
     // 4. Credential: what the route's flow injects, found before anything goes upstream (a
     //    vault or provider failure answers 503/502 instead of forwarding without it).
@@ -157,23 +157,18 @@ async fn forward(
         .headers
         .remove(&credential::CONSENT_SESSION_HEADER)
         .and_then(|v| v.to_str().ok().map(str::to_string));
-    let secret = match &route.config.credential {
-        Some(c) => {
-            let resolved = credential::resolve(
-                state,
-                runtime,
-                c,
-                &caller,
-                consent_session.as_deref(),
-                request_id,
-            )
-            .await;
-            audit_credential_use(state, request_id, conn, c, &caller, &resolved)?;
-            resolved?
-        }
-        None => None,
-    };
-    let injection = credential::injection(route.config.credential.as_ref());
+    let resolved = credential::resolve(
+        state,
+        runtime,
+        route,
+        &caller,
+        consent_session.as_deref(),
+        request_id,
+    )
+    .await;
+    audit_credential_use(state, request_id, conn, &route.outbound, &caller, &resolved)?;
+    let secret = resolved?;
+    let injection = route.outbound.injection();
 
     // 5. Rewrite: upstream URI, hop-by-hop headers out, X-Forwarded-* in, Host from the upstream,
     //    the inbound credential out (unless passed through), on credential routes the client's
@@ -202,8 +197,8 @@ async fn forward(
     let uri = upstream_uri(secret.as_ref())?;
     // A user's vaulted token may be refused before its time (revoked, rotated at the
     // provider): one refresh and one retry, for requests whose body can be replayed.
-    let retry = match (&route.config.credential, &secret) {
-        (Some(c), Some(token)) if c.flow == Flow::UserFederation => Some((c, token.clone())),
+    let retry = match (&route.outbound, &secret) {
+        (Outbound::UserFederation(user), Some(token)) => Some((user, token.clone())),
         _ => None,
     };
     parts.uri = uri;
@@ -215,16 +210,11 @@ async fn forward(
         conn.tls,
         original_host.as_ref(),
     );
-    let passthrough = route
-        .config
-        .credential
-        .as_ref()
-        .is_some_and(|c| c.flow == Flow::Passthrough);
-    if !passthrough {
+    if !matches!(route.outbound, Outbound::Passthrough) {
         parts.headers.remove(header::AUTHORIZATION);
     }
-    if let Some(credential) = &route.config.credential {
-        headers::strip_client_credentials(&mut parts.headers, &credential.pass_headers);
+    if route.outbound.is_configured() {
+        headers::strip_client_credentials(&mut parts.headers, &route.pass_headers);
     }
     describe_caller(&mut parts.headers, &caller);
     if let (Some(Injection::Header { name, format }), Some(secret)) = (injection, &secret) {
@@ -248,9 +238,9 @@ async fn forward(
     let copy = kept.as_ref().map(|_| copy_parts(&parts));
     let mut response = send(route, Request::from_parts(parts, first_body)).await?;
     if response.status() == http::StatusCode::UNAUTHORIZED
-        && let (Some((c, rejected)), Some(bytes), Some(mut parts)) = (retry, kept, copy)
+        && let (Some((user, rejected)), Some(bytes), Some(mut parts)) = (retry, kept, copy)
         && let Some(renewed) =
-            credential::after_rejection(state, runtime, c, &caller, &rejected, request_id).await
+            credential::after_rejection(state, runtime, user, &caller, &rejected, request_id).await
     {
         tracing::info!(
             request_id,
@@ -303,7 +293,7 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
 
 async fn send(route: &Route, request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
     let sent = Instant::now();
-    let response = tokio::time::timeout(route.config.timeout, route.client.request(request))
+    let response = tokio::time::timeout(route.timeout, route.client.request(request))
         .await
         .map_err(|_| ProxyError::UpstreamTimeout)?
         .map_err(|e| ProxyError::UpstreamUnavailable(error_chain(&e)))?;
@@ -319,7 +309,7 @@ fn audit_credential_use(
     state: &AppState,
     request_id: &str,
     conn: ConnInfo,
-    credential: &crate::config::CredentialConfig,
+    outbound: &Outbound,
     caller: &Caller,
     resolved: &Result<Option<secrecy::SecretString>, ProxyError>,
 ) -> Result<(), ProxyError> {
@@ -332,7 +322,7 @@ fn audit_credential_use(
     let event = AuditEvent::new("ProxyCredentialUse", request_id, outcome)
         .workload(caller.workload.as_deref())
         .user(caller.user.as_ref())
-        .provider(credential.provider.as_deref())
+        .provider(outbound.provider())
         .reason(resolved.as_ref().err().map(ProxyError::code))
         .source(conn.peer.ip());
     state
@@ -343,27 +333,14 @@ fn audit_credential_use(
 
 async fn authenticate(
     state: &AppState,
-    runtime: &Runtime,
     route: &Route,
     parts: &http::request::Parts,
 ) -> Result<Caller, ProxyError> {
     let token = inbound::bearer_token(&parts.headers, parts.uri.query())?;
-    let authorizer = match &route.config.authorizer {
-        Some(name) => Some(
-            runtime
-                .authorizers
-                .get(name)
-                .ok_or_else(|| {
-                    ProxyError::Internal(format!("authorizer {name} missing from the runtime"))
-                })?
-                .as_ref(),
-        ),
-        None => None,
-    };
     let caller = inbound::authenticate(
         token,
-        authorizer,
-        route.config.workload.as_deref(),
+        route.authentication.authorizer(),
+        route.workload.as_deref(),
         state.workload_tokens(),
     )
     .await?;
@@ -434,7 +411,7 @@ fn is_own_authority(runtime: &Runtime, authority: &str) -> bool {
         || runtime
             .routes
             .iter()
-            .any(|r| r.config.host.as_deref() == Some(host.as_str()))
+            .any(|r| r.host.as_deref() == Some(host.as_str()))
 }
 
 fn path_error_text(error: &path::PathError) -> &'static str {
