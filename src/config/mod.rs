@@ -5,7 +5,6 @@
 //! position ([`diagnostics`]). The proxy never sees raw config.
 
 mod compile;
-pub use compile::VENDORS;
 pub mod diagnostics;
 pub mod raw;
 pub mod secret;
