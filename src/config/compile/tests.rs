@@ -129,7 +129,7 @@ fn rows() -> Vec<(&'static str, String, Option<&'static str>)> {
         ("return url on an api key route", credential("", "provider = \"weather\"\nflow = \"api_key\"\nreturn_url = \"https://app.example.com/cb\""), Some("return_url applies only to flow = \"user_federation\"")),
         ("force_authentication on m2m", credential("", "provider = \"gh\"\nflow = \"m2m\"\nforce_authentication = true"), Some("force_authentication applies only")),
         // Scopes.
-        ("eleven scopes", credential("", &format!("provider = \"gh\"\nflow = \"m2m\"\nscopes = [{}]", vec!["\"s\""; 11].join(", "))), Some("at most 10 scopes per request")),
+        ("eleven scopes", credential("", &format!("provider = \"gh\"\nflow = \"m2m\"\nscopes = [{}]", ["\"s\""; 11].join(", "))), Some("at most 10 scopes per request")),
         ("scope with a space", credential("", "provider = \"gh\"\nflow = \"m2m\"\nscopes = [\"a b\"]"), Some("a scope must be non-empty and contain no spaces")),
         // Providers.
         ("unknown vendor", provider("kind = \"oauth2\"\nvendor = \"nope\"\nclient_id = \"x\""), Some("unknown vendor `nope`; expected one of google, github")),
