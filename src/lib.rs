@@ -13,7 +13,7 @@
 //! - [`error`]: the proxy's own responses, produced in one place.
 //! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
 //! - [`logging`]: log lines on stderr, control characters escaped.
-//! - [`tls`]: rustls configs and development certificates.
+//! - [`tls`]: rustls configs and development certificates; [`upstream`]: the pooled HTTP client.
 //! - [`fetch`], [`egress`]: keygate's own bounded fetches (discovery, JWKS, token endpoints) and where they may go.
 //! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
 //! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
@@ -43,6 +43,7 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod upstream;
 pub mod vault;
 
 pub use config::Config;

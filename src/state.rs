@@ -15,10 +15,10 @@ use crate::inbound::discovery::IssuerRegistry;
 use crate::inbound::jwks::KeySource;
 use crate::inbound::workload_token::SigningKeyError;
 use crate::metrics::Metrics;
-use crate::proxy::upstream::{self, UpstreamClient};
 pub use crate::runtime::Runtime;
 use crate::runtime::{BuildContext, BuildError};
 use crate::tls::TlsError;
+use crate::upstream::{self, UpstreamClient};
 use crate::vault::{Vault, VaultError, VaultMetrics};
 
 /// Why the gateway could not start or reload.

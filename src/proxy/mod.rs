@@ -5,7 +5,8 @@ pub mod credential;
 pub mod headers;
 pub mod host;
 pub mod path;
-pub mod upstream;
+/// The HTTP client, a module of its own below `proxy` (re-exported for older paths).
+pub use crate::upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,8 +12,8 @@ use crate::inbound::discovery::IssuerRegistry;
 use crate::inbound::jwks::{FetchCounters, KeySource, SourceOptions};
 use crate::metrics::Metrics;
 use crate::providers::{self, Provider, m2m::M2mTokens};
-use crate::proxy::upstream::{self, UpstreamClient};
 use crate::tls::TlsError;
+use crate::upstream::{self, UpstreamClient};
 
 use super::Runtime;
 use super::route::{Authentication, Outbound, Route, RouteParts, RouteTable, UserFederation};

@@ -14,7 +14,7 @@ use url::Url;
 use crate::config::Injection;
 use crate::inbound::Authorizer;
 use crate::providers::oauth::OAuthClient;
-use crate::proxy::upstream::UpstreamClient;
+use crate::upstream::UpstreamClient;
 
 /// Who may call a route.
 pub enum Authentication {

@@ -187,7 +187,7 @@ fn the_table_covers_every_kind_of_rule() {
 #[test]
 fn every_config_the_checker_accepts_builds_a_runtime() {
     let metrics = crate::metrics::Metrics::new().unwrap();
-    let client = crate::proxy::upstream::client(None).unwrap();
+    let client = crate::upstream::client(None).unwrap();
     let key_sources = Mutex::new(HashMap::new());
     let issuers = crate::inbound::discovery::IssuerRegistry::new();
     let context = crate::runtime::BuildContext {
