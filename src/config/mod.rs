@@ -1,8 +1,9 @@
-//! Configuration: `routes.toml` read, validated and compiled into the runtime types below.
+//! Configuration: `routes.toml` read and checked into the [`Config`] types below.
 //!
 //! [`load`] is the only way in: it parses the raw TOML ([`raw`]), checks every field and every
 //! cross-reference ([`compile`]), resolves secrets ([`secret`]) and reports each problem with its
-//! position ([`diagnostics`]). The proxy never sees raw config.
+//! position ([`diagnostics`]). A config that loads always builds: [`crate::runtime::build`]
+//! compiles it into the routes the proxy uses, which never sees raw config.
 
 mod compile;
 pub mod diagnostics;

@@ -16,7 +16,7 @@ use crate::tls::TlsError;
 use crate::upstream::{self, UpstreamClient};
 
 use super::Runtime;
-use super::route::{Authentication, Outbound, Route, RouteParts, RouteTable, UserFederation};
+use super::route::{Authentication, Outbound, Route, RouteTable, Upstream, UserFederation};
 
 /// Verified-token cache entries per authorizer.
 const VERIFIED_CACHE_CAPACITY: u64 = 100_000;
@@ -117,7 +117,7 @@ fn route(
         });
     }
     let label = [route.name.as_str()];
-    let parts = RouteParts {
+    Ok(Route {
         name: route.name.clone(),
         path_prefix: route.path_prefix.clone(),
         host: route.host.clone(),
@@ -130,11 +130,11 @@ fn route(
             .map(|c| c.pass_headers.clone())
             .unwrap_or_default(),
         timeout: route.timeout,
+        upstream: Upstream::new(&route.upstream),
         client,
         duration: context.metrics.request_duration.with_label_values(&label),
         upstream_duration: context.metrics.upstream_duration.with_label_values(&label),
-    };
-    Ok(Route::new(parts, &route.upstream))
+    })
 }
 
 /// The route's credential with its provider resolved and checked against the flow.

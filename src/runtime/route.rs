@@ -108,48 +108,34 @@ pub struct Route {
     /// Client credential headers that still reach the upstream (`pass_headers`).
     pub pass_headers: Vec<HeaderName>,
     pub timeout: Duration,
-    /// The upstream's path with no trailing slash (empty for the root).
-    upstream_base: String,
-    pub upstream_origin: String,
+    pub upstream: Upstream,
     pub client: UpstreamClient,
     pub duration: Histogram,
     pub upstream_duration: Histogram,
 }
 
-/// What a route is made of, besides its upstream URL.
-pub(crate) struct RouteParts {
-    pub name: String,
-    pub path_prefix: String,
-    pub host: Option<String>,
-    pub authentication: Authentication,
-    pub workload: Option<String>,
-    pub outbound: Outbound,
-    pub pass_headers: Vec<HeaderName>,
-    pub timeout: Duration,
-    pub client: UpstreamClient,
-    pub duration: Histogram,
-    pub upstream_duration: Histogram,
+/// Where a route forwards to, split for building request URIs.
+pub struct Upstream {
+    /// `scheme://host[:port]`.
+    origin: String,
+    /// The upstream's path with no trailing slash (empty for the root).
+    base: String,
+}
+
+impl Upstream {
+    pub fn new(url: &Url) -> Self {
+        let mut origin = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+        if let Some(port) = url.port() {
+            origin.push_str(&format!(":{port}"));
+        }
+        Upstream {
+            origin,
+            base: url.path().trim_end_matches('/').to_string(),
+        }
+    }
 }
 
 impl Route {
-    pub(crate) fn new(parts: RouteParts, upstream: &Url) -> Self {
-        Route {
-            name: parts.name,
-            path_prefix: parts.path_prefix,
-            host: parts.host,
-            authentication: parts.authentication,
-            workload: parts.workload,
-            outbound: parts.outbound,
-            pass_headers: parts.pass_headers,
-            timeout: parts.timeout,
-            upstream_base: upstream.path().trim_end_matches('/').to_string(),
-            upstream_origin: origin(upstream),
-            client: parts.client,
-            duration: parts.duration,
-            upstream_duration: parts.upstream_duration,
-        }
-    }
-
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -158,11 +144,10 @@ impl Route {
     /// and its raw query.
     pub fn upstream_uri(&self, path: &str, query: Option<&str>) -> String {
         let rest = path.get(self.path_prefix.len()..).unwrap_or_default();
-        let mut uri = String::with_capacity(
-            self.upstream_origin.len() + self.upstream_base.len() + rest.len() + 64,
-        );
-        uri.push_str(&self.upstream_origin);
-        uri.push_str(&self.upstream_base);
+        let Upstream { origin, base } = &self.upstream;
+        let mut uri = String::with_capacity(origin.len() + base.len() + rest.len() + 64);
+        uri.push_str(origin);
+        uri.push_str(base);
         if !rest.starts_with('/') {
             uri.push('/');
         }
@@ -173,14 +158,6 @@ impl Route {
         }
         uri
     }
-}
-
-fn origin(url: &Url) -> String {
-    let mut origin = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-    if let Some(port) = url.port() {
-        origin.push_str(&format!(":{port}"));
-    }
-    origin
 }
 
 #[derive(Default)]

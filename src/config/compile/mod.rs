@@ -24,6 +24,36 @@ pub(super) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn compile(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
+    let (raw, mut checker) = parse(path, text)?;
+    let config = checker.config(path, raw);
+    let mut diagnostics = checker.diagnostics(path, text);
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    match config {
+        Some(config) if !diagnostics.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+            config,
+            warnings: diagnostics,
+        }),
+        _ => Err(ConfigError { diagnostics }),
+    }
+}
+
+/// Only the `[vault]` table of config text (for `keygate vault` commands, which must not need
+/// the secrets of providers they never use).
+pub(super) fn compile_vault(path: &Path, text: &str) -> Result<VaultConfig, ConfigError> {
+    let (raw, mut checker) = parse(path, text)?;
+    let vault = checker.vault(raw.vault.as_ref());
+    let mut diagnostics = checker.diagnostics(path, text);
+    diagnostics.retain(|d| d.severity == Severity::Error);
+    if diagnostics.is_empty() {
+        Ok(vault)
+    } else {
+        Err(ConfigError { diagnostics })
+    }
+}
+
+/// The raw TOML (a syntax or shape error is the only diagnostic) and a checker for it, with
+/// relative paths taken from the config's folder.
+fn parse(path: &Path, text: &str) -> Result<(RawConfig, Checker), ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
         ConfigError {
@@ -40,63 +70,11 @@ pub(super) fn compile(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut checker = Checker {
+    let checker = Checker {
         base_dir,
         problems: Vec::new(),
     };
-    let config = checker.config(path, raw);
-
-    let locator = Locator::new(text);
-    let mut diagnostics: Vec<Diagnostic> = checker
-        .problems
-        .into_iter()
-        .map(|p| locator.place(path, p))
-        .collect();
-    diagnostics.sort_by_key(|d| (d.line, d.column));
-    match config {
-        Some(config) if !diagnostics.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
-            config,
-            warnings: diagnostics,
-        }),
-        _ => Err(ConfigError { diagnostics }),
-    }
-}
-
-/// Only the `[vault]` table of config text (for `keygate vault` commands, which must not need
-/// the secrets of providers they never use).
-pub(super) fn compile_vault(path: &Path, text: &str) -> Result<VaultConfig, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
-        ConfigError {
-            diagnostics: vec![Diagnostic {
-                severity: Severity::Error,
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().trim().to_string(),
-            }],
-        }
-    })?;
-    let mut checker = Checker {
-        base_dir: match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        },
-        problems: Vec::new(),
-    };
-    let vault = checker.vault(raw.vault.as_ref());
-    let locator = Locator::new(text);
-    let diagnostics: Vec<Diagnostic> = checker
-        .problems
-        .into_iter()
-        .map(|p| locator.place(path, p))
-        .filter(|d| d.severity == Severity::Error)
-        .collect();
-    if diagnostics.is_empty() {
-        Ok(vault)
-    } else {
-        Err(ConfigError { diagnostics })
-    }
+    Ok((raw, checker))
 }
 
 pub(super) struct Checker {
@@ -105,6 +83,15 @@ pub(super) struct Checker {
 }
 
 impl Checker {
+    /// The problems recorded, placed at their line and column in `text`.
+    fn diagnostics(self, path: &Path, text: &str) -> Vec<Diagnostic> {
+        let locator = Locator::new(text);
+        self.problems
+            .into_iter()
+            .map(|p| locator.place(path, p))
+            .collect()
+    }
+
     /// Runs every check; `None` only when an error was recorded.
     pub(super) fn config(&mut self, path: &Path, raw: RawConfig) -> Option<Config> {
         let server = self.server(&raw.server);
