@@ -78,7 +78,7 @@ pub const VENDORS: &[(&str, &str)] = &[
 ];
 
 /// keygate's vendor names, in [`VENDORS`] order.
-pub fn vendor_names() -> impl Iterator<Item = &'static str> {
+pub(crate) fn vendor_names() -> impl Iterator<Item = &'static str> {
     VENDORS.iter().map(|(_, keygate)| *keygate)
 }
 
@@ -86,13 +86,13 @@ pub fn vendor_names() -> impl Iterator<Item = &'static str> {
 pub(crate) const RESERVED_PATHS: &str = "/identities/ and /.well-known/";
 
 /// Whether `path` is one of keygate's own ([`RESERVED_PATHS`]).
-pub fn is_reserved_path(path: &str) -> bool {
+pub(crate) fn is_reserved_path(path: &str) -> bool {
     path.starts_with("/identities/") || path.starts_with("/.well-known/") || path == "/identities"
 }
 
 /// The host part of a `Host` header, an authority or a configured host, lower-cased, without
 /// port; an IPv6 literal keeps its brackets (`[::1]:8080` is `[::1]`).
-pub fn host_without_port(authority: &str) -> String {
+pub(crate) fn host_without_port(authority: &str) -> String {
     let host = if authority.starts_with('[') {
         authority.split_inclusive(']').next().unwrap_or(authority)
     } else {

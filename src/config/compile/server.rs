@@ -22,10 +22,7 @@ impl Checker {
                 "admin_listen must differ from listen",
             );
         }
-        let tls = raw.tls.as_ref().map(|t| TlsFiles {
-            cert: self.existing_file("server.tls.cert", &t.cert),
-            key: self.existing_file("server.tls.key", &t.key),
-        });
+        let tls = raw.tls.as_ref().map(|t| self.tls_files(t));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = match (&raw.public_url, listen) {
             (Some(u), _) => self.url("server.public_url", u),
@@ -221,5 +218,19 @@ impl Checker {
             default_authorizer: raw.default_authorizer.clone(),
             credentials,
         }
+    }
+
+    /// The listener's certificate chain and key: files that exist and make a TLS server
+    /// config (or the gateway could not start).
+    fn tls_files(&mut self, raw: &RawTls) -> TlsFiles {
+        let cert = self.existing_file("server.tls.cert", &raw.cert);
+        let key = self.existing_file("server.tls.key", &raw.key);
+        if cert.is_file()
+            && key.is_file()
+            && let Err(e) = crate::tls::server_config(&cert, &key)
+        {
+            self.error("server.tls.cert", e.to_string());
+        }
+        TlsFiles { cert, key }
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::config::load_str;
+use crate::runtime::{BuildError, Runtime};
 
 const BASE: &str = r#"[server]
 listen = "127.0.0.1:8080"
@@ -149,11 +150,29 @@ fn rows() -> Vec<(&'static str, String, Option<&'static str>)> {
         ("empty audit path", whole("listen = \"127.0.0.1:8080\"", "[audit]\npath = \"\"\n"), Some("audit path is empty")),
         ("missing ca file", route("ca_file = \"no-such.pem\""), Some("does not exist")),
         ("ca file that holds no certificate", route("ca_file = \"Cargo.toml\""), Some("Cargo.toml")),
+        ("tls files that are no certificate and key", whole("listen = \"127.0.0.1:8443\"\n[server.tls]\ncert = \"Cargo.toml\"\nkey = \"Cargo.toml\"", ""), Some("Cargo.toml")),
     ]
 }
 
 fn config_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("routes.toml")
+}
+
+/// The runtime of `config`, built as the gateway builds it (no network: key sources refresh
+/// only inside a tokio runtime).
+fn build(config: crate::config::Config) -> Result<Runtime, BuildError> {
+    let metrics = crate::metrics::Metrics::new().unwrap();
+    let client = crate::upstream::client(None).unwrap();
+    let key_sources = Mutex::new(HashMap::new());
+    let issuers = crate::inbound::discovery::IssuerRegistry::new();
+    let context = crate::runtime::BuildContext {
+        metrics: &metrics,
+        default_client: &client,
+        fetch_client: &client,
+        key_sources: &key_sources,
+        issuers: &issuers,
+    };
+    crate::runtime::build(config, &context)
 }
 
 #[test]
@@ -186,23 +205,12 @@ fn the_table_covers_every_kind_of_rule() {
 
 #[test]
 fn every_config_the_checker_accepts_builds_a_runtime() {
-    let metrics = crate::metrics::Metrics::new().unwrap();
-    let client = crate::upstream::client(None).unwrap();
-    let key_sources = Mutex::new(HashMap::new());
-    let issuers = crate::inbound::discovery::IssuerRegistry::new();
-    let context = crate::runtime::BuildContext {
-        metrics: &metrics,
-        default_client: &client,
-        fetch_client: &client,
-        key_sources: &key_sources,
-        issuers: &issuers,
-    };
     for (name, snippet, expected) in rows() {
         if expected.is_some() {
             continue;
         }
         let loaded = load_str(&config_path(), &format!("{BASE}\n{snippet}")).unwrap();
-        if let Err(e) = crate::runtime::build(loaded.config, &context) {
+        if let Err(e) = build(loaded.config) {
             panic!("{name}: checked but not built: {e}");
         }
     }
@@ -223,4 +231,14 @@ fn a_route_host_is_read_like_a_request_host() {
             "{host}"
         );
     }
+}
+
+#[test]
+fn an_ipv6_route_host_matches_requests_to_that_host() {
+    let text = format!("{BASE}\n{}", route("host = \"[::1]\""));
+    let loaded = load_str(&config_path(), &text).unwrap();
+    let runtime = build(loaded.config).unwrap();
+    let host = crate::rules::host_without_port("[::1]:8080");
+    assert!(runtime.routes.find(Some(&host), "/r/x").is_some());
+    assert!(runtime.routes.find(Some("[::2]"), "/r/x").is_none());
 }
