@@ -1,6 +1,7 @@
-//! Rules shared by the config checker and the identity API's validation, one place each: what a
-//! name may hold, which OAuth vendors exist, which paths keygate keeps for itself, how a host is
-//! read out of an authority, what a return URL may be. Low level: depends on nothing of keygate.
+//! Rules shared by the config checker, the proxy and the identity API's validation, one place
+//! each: what a name may hold, which OAuth vendors exist, which paths keygate keeps for itself,
+//! how a host is read out of an authority, which headers are hop-by-hop or client credentials,
+//! what a return URL may be. Low level: depends on nothing of keygate.
 
 /// What a name of one kind may hold: ASCII characters `allowed`, `min..=max` of them.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +100,53 @@ pub(crate) fn host_without_port(authority: &str) -> String {
         authority.split(':').next().unwrap_or(authority)
     };
     host.to_ascii_lowercase()
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1): never forwarded, never a credential's carrier.
+pub(crate) static HOP_BY_HOP: [http::HeaderName; 9] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("proxy-connection"),
+    http::HeaderName::from_static("keep-alive"),
+    http::header::TRANSFER_ENCODING,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::PROXY_AUTHENTICATE,
+];
+
+pub(crate) fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Headers a client could use to hand the upstream a credential or an identity of its own
+/// choosing next to the one keygate injects (cookies, API keys, the trusted-proxy headers of
+/// oauth2-proxy and Apache, client-IP claims). Dropped on credential routes unless the route
+/// lists them in `pass_headers`.
+pub(crate) const CLIENT_CREDENTIAL_HEADERS: [&str; 19] = [
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-access-token",
+    "x-remote-user",
+    "remote-user",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+];
+
+pub(crate) fn is_client_credential(name: &http::HeaderName) -> bool {
+    CLIENT_CREDENTIAL_HEADERS.contains(&name.as_str())
 }
 
 /// Why a return URL (where a browser goes after consent) is refused.

@@ -215,7 +215,7 @@ pub struct CredentialConfig {
     pub return_url: Option<String>,
     pub force_authentication: bool,
     pub injection: Injection,
-    /// Client headers of `proxy::headers::CLIENT_CREDENTIAL_HEADERS` that still reach the
+    /// Client headers of `crate::rules::CLIENT_CREDENTIAL_HEADERS` that still reach the
     /// upstream on this route (`pass_headers`).
     pub pass_headers: Vec<HeaderName>,
 }

@@ -364,12 +364,12 @@ impl Checker {
                     format!("{key}.pass_headers"),
                     format!("`{header}` is where this route's credential goes"),
                 );
-            } else if !crate::proxy::headers::is_client_credential(&name) {
+            } else if !crate::rules::is_client_credential(&name) {
                 self.error(
                     format!("{key}.pass_headers"),
                     format!(
                         "`{header}` is not a header keygate drops on credential routes (those are: {})",
-                        crate::proxy::headers::CLIENT_CREDENTIAL_HEADERS.join(", ")
+                        crate::rules::CLIENT_CREDENTIAL_HEADERS.join(", ")
                     ),
                 );
             } else {
@@ -425,7 +425,7 @@ impl Checker {
                 http::header::AUTHORIZATION
             }
         };
-        if crate::proxy::headers::is_hop_by_hop(&name) || name == http::header::HOST {
+        if crate::rules::is_hop_by_hop(&name) || name == http::header::HOST {
             self.error(
                 format!("{key}.header"),
                 format!("`{header}` cannot carry a credential"),
