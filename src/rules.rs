@@ -83,6 +83,22 @@ pub(crate) fn vendor_names() -> impl Iterator<Item = &'static str> {
     VENDORS.iter().map(|(_, keygate)| *keygate)
 }
 
+/// Most scopes one route or one API request may ask for.
+pub(crate) const MAX_SCOPES: usize = 10;
+
+/// Longest scope keygate accepts.
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
+
+/// A scope-token character (RFC 6749 section 3.3): printable ASCII but `"` and `\`.
+pub(crate) fn is_scope_char(c: char) -> bool {
+    c.is_ascii_graphic() && c != '"' && c != '\\'
+}
+
+/// A whole scope token: 1 to [`MAX_SCOPE_LEN`] [`is_scope_char`] characters.
+pub(crate) fn is_scope(scope: &str) -> bool {
+    (1..=MAX_SCOPE_LEN).contains(&scope.len()) && scope.chars().all(is_scope_char)
+}
+
 /// Paths keygate keeps for itself, whatever the routes say.
 pub(crate) const RESERVED_PATHS: &str = "/identities/ and /.well-known/";
 

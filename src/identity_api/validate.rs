@@ -113,18 +113,22 @@ pub fn return_url(field: &str, value: &str) -> Checked<()> {
 }
 
 pub fn scopes(field: &str, values: &[String]) -> Checked<()> {
-    if values.len() > 10 {
+    use crate::rules::{MAX_SCOPE_LEN, MAX_SCOPES};
+    if values.len() > MAX_SCOPES {
         return Err(ApiError::validation(
             field,
-            format!("may hold at most 10 scopes (has {})", values.len()),
+            format!(
+                "may hold at most {MAX_SCOPES} scopes (has {})",
+                values.len()
+            ),
         ));
     }
     for value in values {
-        length(&format!("{field} member"), value, 1, 128)?;
+        length(&format!("{field} member"), value, 1, MAX_SCOPE_LEN)?;
         chars(
             &format!("{field} member"),
             value,
-            |c| c.is_ascii_graphic() && c != '"' && c != '\\',
+            crate::rules::is_scope_char,
             "a scope token (RFC 6749 section 3.3)",
         )?;
     }

@@ -18,7 +18,6 @@ use super::diagnostics::{ConfigError, Diagnostic, Locator, Problem, Severity, li
 use super::raw::*;
 use super::*;
 
-pub(super) const MAX_SCOPES: usize = 10;
 pub(super) const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);

@@ -262,19 +262,17 @@ impl Checker {
     }
 
     fn scopes(&mut self, key: &str, scopes: &[String]) {
+        use crate::rules::MAX_SCOPES;
         if scopes.len() > MAX_SCOPES {
             self.error(
                 format!("{key}.scopes"),
                 format!("at most {MAX_SCOPES} scopes per request"),
             );
         }
-        if scopes
-            .iter()
-            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-        {
+        if !scopes.iter().all(|s| crate::rules::is_scope(s)) {
             self.error(
                 format!("{key}.scopes"),
-                "a scope must be non-empty and contain no spaces",
+                "a scope must be non-empty and contain no spaces (a scope token of RFC 6749: at most 128 printable ASCII characters, no `\"` or `\\`)",
             );
         }
     }

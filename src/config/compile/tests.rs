@@ -131,6 +131,7 @@ fn rows() -> Vec<(&'static str, String, Option<&'static str>)> {
         ("force_authentication on m2m", credential("", "provider = \"gh\"\nflow = \"m2m\"\nforce_authentication = true"), Some("force_authentication applies only")),
         // Scopes.
         ("eleven scopes", credential("", &format!("provider = \"gh\"\nflow = \"m2m\"\nscopes = [{}]", ["\"s\""; 11].join(", "))), Some("at most 10 scopes per request")),
+        ("scope with a quote", credential("", "provider = \"gh\"\nflow = \"m2m\"\nscopes = [\"a\\\"b\"]"), Some("a scope must be non-empty")),
         ("scope with a space", credential("", "provider = \"gh\"\nflow = \"m2m\"\nscopes = [\"a b\"]"), Some("a scope must be non-empty and contain no spaces")),
         // Providers.
         ("unknown vendor", provider("kind = \"oauth2\"\nvendor = \"nope\"\nclient_id = \"x\""), Some("unknown vendor `nope`; expected one of google, github")),
