@@ -1,4 +1,4 @@
-//! The gateway's shared state: the live [`Runtime`] (compiled config) behind an `ArcSwap`, so a
+//! The gateway's shared state: the live [`Runtime`] (built by [`crate::runtime::build`]) behind an `ArcSwap`, so a
 //! reload swaps it atomically while in-flight requests finish on the one they started with, plus
 //! what outlives reloads (metrics, the default upstream client, readiness).
 
