@@ -1,6 +1,6 @@
-//! The gateway's shared state: the live [`Runtime`] (built by [`crate::runtime::build`]) behind an `ArcSwap`, so a
-//! reload swaps it atomically while in-flight requests finish on the one they started with, plus
-//! what outlives reloads (metrics, the default upstream client, readiness).
+//! The gateway's shared state: the live [`Runtime`] (built by [`crate::runtime::build`]) behind
+//! an `ArcSwap`, so a reload swaps it atomically while in-flight requests finish on the one they
+//! started with, plus what outlives reloads (metrics, the default upstream client, readiness).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
