@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use url::{Host, Url};
 
-use crate::proxy::upstream::{self, UpstreamClient};
 use crate::tls::TlsError;
+use crate::upstream::{self, UpstreamClient};
 
 /// Why a URL may not be fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

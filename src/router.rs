@@ -47,5 +47,5 @@ pub async fn dispatch(
 
 /// Paths keygate keeps for itself, whatever the routes say.
 pub fn is_reserved(path: &str) -> bool {
-    path.starts_with("/identities/") || path.starts_with("/.well-known/") || path == "/identities"
+    crate::rules::is_reserved_path(path)
 }
