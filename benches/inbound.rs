@@ -88,7 +88,7 @@ fn authorizer(case: &Case, decoding: DecodingKey, cache_capacity: u64) -> Author
         max_token_lifetime: Duration::from_secs(24 * 3600),
         allow_insecure_http: false,
     };
-    let client = keygate::http_client::client(None).unwrap();
+    let client = keygate::upstream::client(None).unwrap();
     let source = KeySource::new(config.discovery_url.clone(), client);
     source.install(KeySet {
         issuer: ISSUER.into(),

@@ -7,7 +7,7 @@
 //! - `http://` is allowed only to loopback hosts, unless the config sets `allow_insecure_http`;
 //! - a URL found in a document fetched over https must be https too (no downgrade).
 //!
-//! The fetch client (`http_client::for_fetches`) uses this module's [`Resolver`] and
+//! The fetch client (`upstream::for_fetches`) uses this module's [`Resolver`] and
 //! trusts the public web roots plus `[server] extra_ca_certs`.
 
 use std::future::Future;

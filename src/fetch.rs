@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use url::Url;
 
 use crate::body;
-use crate::http_client::UpstreamClient;
+use crate::upstream::UpstreamClient;
 
 /// Largest document accepted from an IdP or provider.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;

@@ -4,7 +4,8 @@
 //! credential for the tool from an encrypted vault, rewrites the outbound `Authorization` header
 //! and forwards the request. The modules follow the request:
 //!
-//! - [`config`]: `routes.toml`, validated and compiled into runtime types.
+//! - [`config`]: `routes.toml`, read and checked; [`rules`]: the rules config and API share.
+//! - [`runtime`]: a checked config compiled into routes with resolved authorizers and credentials.
 //! - [`server`]: listeners, TLS, HTTP/1.1 and HTTP/2, limits, reload and graceful drain.
 //! - [`router`]: reserved paths versus proxied ones.
 //! - [`inbound`]: who is calling: JWT authorizers over OIDC discovery, workload access tokens.
@@ -12,8 +13,7 @@
 //! - [`error`]: the proxy's own responses, produced in one place.
 //! - [`admin`], [`metrics`], [`audit`]: health, readiness, Prometheus metrics, the audit log.
 //! - [`logging`]: log lines on stderr, control characters escaped.
-//! - [`tls`]: rustls configs and development certificates.
-//! - [`http_client`]: the pooled HTTP client type every outbound request uses.
+//! - [`tls`]: rustls configs and development certificates; [`upstream`]: the pooled HTTP client.
 //! - [`fetch`], [`egress`]: keygate's own bounded fetches (discovery, JWKS, token endpoints) and where they may go.
 //! - [`vault`]: envelope encryption of stored secrets, SQLite/PostgreSQL stores, moka cache.
 //! - [`providers`], [`consent`]: credential providers, M2M tokens, 3-legged OAuth and refresh.
@@ -33,7 +33,6 @@ pub mod egress;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;
-pub mod http_client;
 pub mod identity_api;
 pub mod inbound;
 pub mod logging;
@@ -41,9 +40,12 @@ pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod router;
+pub mod rules;
+pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod upstream;
 pub mod vault;
 
 pub use config::Config;

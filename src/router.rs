@@ -72,5 +72,5 @@ fn endpoints_for<'a>(
 
 /// Paths keygate keeps for itself, whatever the routes say.
 pub fn is_reserved(path: &str) -> bool {
-    path.starts_with("/identities/") || path.starts_with("/.well-known/") || path == "/identities"
+    crate::rules::is_reserved_path(path)
 }

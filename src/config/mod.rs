@@ -1,11 +1,11 @@
-//! Configuration: `routes.toml` read, validated and compiled into the runtime types below.
+//! Configuration: `routes.toml` read and checked into the [`Config`] types below.
 //!
 //! [`load`] is the only way in: it parses the raw TOML ([`raw`]), checks every field and every
 //! cross-reference ([`compile`]), resolves secrets ([`secret`]) and reports each problem with its
-//! position ([`diagnostics`]). The proxy never sees raw config.
+//! position ([`diagnostics`]). A config that loads always builds: [`crate::runtime::build`]
+//! compiles it into the routes the proxy uses, which never sees raw config.
 
 mod compile;
-pub use compile::VENDORS;
 pub mod diagnostics;
 pub mod raw;
 pub mod secret;
@@ -215,7 +215,7 @@ pub struct CredentialConfig {
     pub return_url: Option<String>,
     pub force_authentication: bool,
     pub injection: Injection,
-    /// Client headers of `proxy::headers::CLIENT_CREDENTIAL_HEADERS` that still reach the
+    /// Client headers of `crate::rules::CLIENT_CREDENTIAL_HEADERS` that still reach the
     /// upstream on this route (`pass_headers`).
     pub pass_headers: Vec<HeaderName>,
 }

@@ -27,10 +27,10 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Config, ProviderConfig, ProviderKind, WorkloadConfig};
-use crate::http_client::UpstreamClient;
 use crate::inbound::verified_cache;
 use crate::providers::Provider;
 use crate::providers::oauth::OAuthClient;
+use crate::upstream::UpstreamClient;
 use crate::vault::{Credential, Vault, VaultError};
 
 pub use error::{DirectoryError, Entry, EntryKind};

@@ -20,7 +20,7 @@ fn provider_down() -> ProviderError {
 }
 
 async fn upstream_down() -> hyper_util::client::legacy::Error {
-    let client = crate::http_client::client_with(
+    let client = crate::upstream::client_with(
         crate::tls::client_config(None).unwrap(),
         crate::egress::Resolver::new(false),
     );

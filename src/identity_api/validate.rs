@@ -28,24 +28,17 @@ fn chars(field: &str, value: &str, allowed: impl Fn(char) -> bool, pattern: &str
 
 /// A workload identity name: `[A-Za-z0-9_.-]+`, 3..255.
 pub fn workload_name(field: &str, value: &str) -> Checked<()> {
-    length(field, value, 3, 255)?;
-    chars(
-        field,
-        value,
-        |c| c.is_ascii_alphanumeric() || "_.-".contains(c),
-        "[A-Za-z0-9_.-]+",
-    )
+    name(field, value, &crate::rules::WORKLOAD_NAME)
 }
 
 /// A credential provider name: `[a-zA-Z0-9\-_]+`, 1..128.
 pub fn provider_name(field: &str, value: &str) -> Checked<()> {
-    length(field, value, 1, 128)?;
-    chars(
-        field,
-        value,
-        |c| c.is_ascii_alphanumeric() || "-_".contains(c),
-        "[a-zA-Z0-9\\-_]+",
-    )
+    name(field, value, &crate::rules::PROVIDER_NAME)
+}
+
+fn name(field: &str, value: &str, rule: &crate::rules::NameRule) -> Checked<()> {
+    length(field, value, rule.min, rule.max)?;
+    chars(field, value, rule.allowed, rule.pattern)
 }
 
 pub fn user_id(field: &str, value: &str) -> Checked<()> {
@@ -104,44 +97,38 @@ pub fn session_uri(field: &str, value: &str) -> Checked<()> {
 
 /// A return URL: `\w+:(//)?\S+`, 1..2048; keygate also requires it to parse as a URL.
 pub fn return_url(field: &str, value: &str) -> Checked<()> {
+    use crate::rules::ReturnUrlProblem;
     length(field, value, 1, 2048)?;
-    let well_formed = value.split_once(':').is_some_and(|(scheme, rest)| {
-        !scheme.is_empty()
-            && scheme.chars().all(|c| c.is_alphanumeric() || c == '_')
-            && !rest.trim_start_matches('/').is_empty()
-    }) && !value.chars().any(char::is_whitespace)
-        && url::Url::parse(value).is_ok();
-    if !well_formed {
-        return Err(ApiError::validation(field, "must be an absolute URL"));
-    }
-    // Browsers are sent here: nothing that runs or embeds content instead of navigating.
-    let scheme = value
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if ["javascript", "data", "vbscript", "file", "blob"].contains(&scheme.as_str()) {
-        return Err(ApiError::validation(
+    match crate::rules::check_return_url(value) {
+        Ok(()) => Ok(()),
+        Err(ReturnUrlProblem::NotAbsolute) => {
+            Err(ApiError::validation(field, "must be an absolute URL"))
+        }
+        // Browsers are sent here: nothing that runs or embeds content instead of navigating.
+        Err(ReturnUrlProblem::ScriptScheme(scheme)) => Err(ApiError::validation(
             field,
             format!("may not use the {scheme}: scheme"),
-        ));
+        )),
     }
-    Ok(())
 }
 
 pub fn scopes(field: &str, values: &[String]) -> Checked<()> {
-    if values.len() > 10 {
+    use crate::rules::{MAX_SCOPE_LEN, MAX_SCOPES};
+    if values.len() > MAX_SCOPES {
         return Err(ApiError::validation(
             field,
-            format!("may hold at most 10 scopes (has {})", values.len()),
+            format!(
+                "may hold at most {MAX_SCOPES} scopes (has {})",
+                values.len()
+            ),
         ));
     }
     for value in values {
-        length(&format!("{field} member"), value, 1, 128)?;
+        length(&format!("{field} member"), value, 1, MAX_SCOPE_LEN)?;
         chars(
             &format!("{field} member"),
             value,
-            |c| c.is_ascii_graphic() && c != '"' && c != '\\',
+            crate::rules::is_scope_char,
             "a scope token (RFC 6749 section 3.3)",
         )?;
     }

@@ -20,7 +20,7 @@ use url::Url;
 use super::discovery::{self, IssuerRegistry};
 use crate::egress::{self, EgressError};
 use crate::fetch::{self, FetchError};
-use crate::http_client::UpstreamClient;
+use crate::upstream::UpstreamClient;
 
 /// Forced refreshes for unknown `kid`s: at most one per this interval (six a minute).
 pub const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);

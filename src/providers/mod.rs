@@ -16,7 +16,7 @@ use secrecy::SecretString;
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::fetch::FetchError;
-use crate::http_client::UpstreamClient;
+use crate::upstream::UpstreamClient;
 use oauth::OAuthClient;
 
 #[derive(Debug, thiserror::Error)]

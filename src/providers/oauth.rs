@@ -19,7 +19,7 @@ use super::vendors::{self, Dialect, Preset};
 use crate::body;
 use crate::config::{ClientAuth, OAuth2Provider};
 use crate::fetch;
-use crate::http_client::UpstreamClient;
+use crate::upstream::UpstreamClient;
 
 /// A provider's endpoints.
 #[derive(Debug, Clone)]
@@ -336,7 +336,7 @@ mod tests {
             domain: None,
             allow_insecure_http: false,
         };
-        let http = crate::http_client::client(None).unwrap();
+        let http = crate::upstream::client(None).unwrap();
         OAuthClient::new("p", config, http)
     }
 

@@ -185,34 +185,8 @@ pub enum Preset {
     DomainDiscovery,
 }
 
-/// AgentCore's vendor names (`credentialProviderVendor`) and keygate's.
-pub const AGENTCORE_VENDORS: &[(&str, &str)] = &[
-    ("GoogleOauth2", "google"),
-    ("GithubOauth2", "github"),
-    ("SlackOauth2", "slack"),
-    ("SalesforceOauth2", "salesforce"),
-    ("MicrosoftOauth2", "microsoft"),
-    ("CustomOauth2", "custom"),
-    ("AtlassianOauth2", "atlassian"),
-    ("LinkedinOauth2", "linkedin"),
-    ("XOauth2", "x"),
-    ("OktaOauth2", "okta"),
-    ("OneLoginOauth2", "onelogin"),
-    ("PingOneOauth2", "pingone"),
-    ("FacebookOauth2", "facebook"),
-    ("YandexOauth2", "yandex"),
-    ("RedditOauth2", "reddit"),
-    ("ZoomOauth2", "zoom"),
-    ("TwitchOauth2", "twitch"),
-    ("SpotifyOauth2", "spotify"),
-    ("DropboxOauth2", "dropbox"),
-    ("NotionOauth2", "notion"),
-    ("HubspotOauth2", "hubspot"),
-    ("CyberArkOauth2", "cyberark"),
-    ("FusionAuthOauth2", "fusionauth"),
-    ("Auth0Oauth2", "auth0"),
-    ("CognitoOauth2", "cognito"),
-];
+/// AgentCore's vendor names (`credentialProviderVendor`) and keygate's: [`crate::rules::VENDORS`].
+pub use crate::rules::VENDORS as AGENTCORE_VENDORS;
 
 /// keygate's vendor name for an AgentCore one.
 pub fn from_agentcore(name: &str) -> Option<&'static str> {
@@ -330,7 +304,7 @@ mod tests {
 
     #[test]
     fn every_named_vendor_but_custom_has_a_preset() {
-        for vendor in crate::config::VENDORS.iter().filter(|v| **v != "custom") {
+        for vendor in crate::rules::vendor_names().filter(|v| *v != "custom") {
             assert!(preset(vendor).is_some(), "{vendor} has no preset");
         }
         assert!(preset("custom").is_none());
@@ -439,10 +413,11 @@ mod tests {
 
     #[test]
     fn every_vendor_has_its_agentcore_name() {
-        for vendor in crate::config::VENDORS {
+        for vendor in crate::rules::vendor_names() {
             let name = agentcore_name(vendor).unwrap();
-            assert_eq!(from_agentcore(name), Some(*vendor));
+            assert_eq!(from_agentcore(name), Some(vendor));
         }
-        assert_eq!(AGENTCORE_VENDORS.len(), crate::config::VENDORS.len());
+        let names: std::collections::HashSet<_> = crate::rules::vendor_names().collect();
+        assert_eq!(names.len(), AGENTCORE_VENDORS.len());
     }
 }

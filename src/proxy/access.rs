@@ -11,8 +11,8 @@ use http::{Method, StatusCode};
 use tracing::Span;
 use tracing::field::Empty;
 
-use super::route::Route;
 use crate::metrics::Metrics;
+use crate::runtime::Route;
 
 /// The status logged and counted for a request whose client disconnected before its answer.
 pub(crate) const CLIENT_CLOSED_REQUEST: u16 = 499;

@@ -7,68 +7,46 @@ use http::header::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
-use crate::config::{CredentialConfig, Flow, Injection};
 use crate::consent::{self, Obtained, refresh};
 use crate::error::{ConsentChallenge, ProxyError};
-use crate::inbound::AuthError;
-
-use crate::inbound::Caller;
-use crate::providers::Provider;
-use crate::state::{AppState, Runtime};
+use crate::inbound::{AuthError, Caller};
+use crate::runtime::{Outbound, Route, Runtime, UserFederation};
+use crate::state::AppState;
 
 /// Where a client retrying a forced route names the consent session it completed (its
 /// `sessionUri`). keygate's own: never forwarded.
 pub static CONSENT_SESSION_HEADER: http::header::HeaderName =
     http::header::HeaderName::from_static("x-keygate-consent-session");
 
-/// The secret to inject for this request, if the route's flow injects one.
+/// The secret to inject for this request, if the route's outbound credential injects one.
 /// `consent_session` is the `sessionUri` a client presents (in [`CONSENT_SESSION_HEADER`]) when
 /// it retries a forced route after completing the consent it was asked for.
 pub async fn resolve(
     state: &AppState,
     runtime: &Runtime,
-    credential: &CredentialConfig,
+    route: &Route,
     caller: &Caller,
     consent_session: Option<&str>,
     request_id: &str,
 ) -> Result<Option<SecretString>, ProxyError> {
-    let provider = || {
-        credential
-            .provider
-            .as_ref()
-            .and_then(|name| runtime.providers.get(name))
-            .ok_or_else(|| ProxyError::Internal("route names a provider the runtime lacks"))
-    };
-    match credential.flow {
-        Flow::Passthrough => Ok(None),
-        Flow::ApiKey => match provider()? {
-            Provider::ApiKey(key) => Ok(Some(key.clone())),
-            Provider::OAuth2(_) => Err(ProxyError::Internal("api_key flow on an oauth2 provider")),
-        },
-        Flow::M2m => {
-            let Provider::OAuth2(client) = provider()? else {
-                return Err(ProxyError::Internal("m2m flow on an api_key provider"));
-            };
+    match &route.outbound {
+        Outbound::Nothing | Outbound::Passthrough => Ok(None),
+        Outbound::ApiKey { key, .. } => Ok(Some(key.clone())),
+        Outbound::M2m { client, scopes, .. } => {
+            // A route taking user JWTs and injecting a credential always names its workload
+            // (the runtime build refuses one without); workload tokens always name theirs.
             let workload = caller
                 .workload
                 .as_deref()
-                .ok_or_else(|| ProxyError::Internal("an m2m route reached without a workload"))?;
+                .ok_or(ProxyError::Auth(AuthError::WrongWorkload))?;
             let token = runtime
                 .m2m
-                .token(state.vault(), client, workload, &credential.scopes)
+                .token(state.vault(), client, workload, scopes)
                 .await?;
             Ok(Some(token))
         }
-        Flow::UserFederation => {
-            user_token(
-                state,
-                runtime,
-                credential,
-                caller,
-                consent_session,
-                request_id,
-            )
-            .await
+        Outbound::UserFederation(user) => {
+            user_token(state, runtime, user, caller, consent_session, request_id).await
         }
     }
 }
@@ -89,15 +67,12 @@ fn consent_context<'a>(state: &'a AppState, runtime: &'a Runtime) -> consent::Co
 async fn user_token(
     state: &AppState,
     runtime: &Runtime,
-    credential: &CredentialConfig,
+    credential: &UserFederation,
     caller: &Caller,
     consent_session: Option<&str>,
     request_id: &str,
 ) -> Result<Option<SecretString>, ProxyError> {
-    let provider = credential
-        .provider
-        .as_deref()
-        .ok_or_else(|| ProxyError::Internal("user_federation route without a provider"))?;
+    let provider = credential.provider();
     let (Some(workload), Some(user)) = (caller.workload.as_deref(), caller.user.as_ref()) else {
         return Err(ProxyError::Auth(AuthError::MissingUser));
     };
@@ -105,21 +80,14 @@ async fn user_token(
         workload,
         user,
         provider,
-        client: match runtime.providers.get(provider) {
-            Some(Provider::OAuth2(client)) => Some(client),
-            _ => None,
-        },
+        client: Some(&credential.client),
         scopes: &credential.scopes,
-        force_authentication: credential.force_authentication,
+        force_authentication: credential.force,
         completed_session: consent_session,
     };
     let details = || async {
-        let return_url = credential
-            .return_url
-            .clone()
-            .ok_or_else(|| ProxyError::Internal("user_federation route without a return_url"))?;
         Ok::<_, ProxyError>(consent::SessionDetails {
-            return_url,
+            return_url: credential.return_url.clone(),
             custom_state: None,
             custom_parameters: Vec::new(),
         })
@@ -140,25 +108,21 @@ fn challenge(started: consent::Started, provider: &str) -> ProxyError {
     }))
 }
 
-/// A refreshed user token after the upstream refused `rejected` (one retry); `None` when the
-/// route is not a user-federation route or there is nothing to refresh with.
+/// A refreshed user token after the upstream refused `rejected` (one retry); `None` when
+/// there is nothing to refresh with.
 pub async fn after_rejection(
     state: &AppState,
     runtime: &Runtime,
-    credential: &CredentialConfig,
+    credential: &UserFederation,
     caller: &Caller,
     rejected: &SecretString,
     request_id: &str,
 ) -> Option<SecretString> {
-    let provider = credential.provider.as_deref()?;
     let (workload, user) = (caller.workload.as_deref()?, caller.user.as_ref()?);
-    let Some(Provider::OAuth2(client)) = runtime.providers.get(provider) else {
-        return None;
-    };
-    let owner = consent::user_owner(workload, user, provider);
+    let owner = consent::user_owner(workload, user, credential.provider());
     refresh::after_rejection(
         &consent_context(state, runtime),
-        client,
+        &credential.client,
         &owner,
         rejected,
         request_id,
@@ -190,13 +154,6 @@ pub fn query_with(query: Option<&str>, param: &str, secret: &SecretString) -> St
         .extend_pairs(kept)
         .append_pair(param, secret.expose_secret())
         .finish()
-}
-
-/// Where a route's credential goes, when it has one.
-pub fn injection(credential: Option<&CredentialConfig>) -> Option<&Injection> {
-    credential
-        .filter(|c| c.flow != Flow::Passthrough)
-        .map(|c| &c.injection)
 }
 
 #[cfg(test)]

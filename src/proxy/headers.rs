@@ -8,25 +8,12 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("keep-alive"),
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-];
+// Which headers are hop-by-hop or client credentials: rules the config checks routes against.
+use crate::rules::{HOP_BY_HOP, is_client_credential};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-}
 
 /// Removes hop-by-hop headers and every header named in `Connection`. A request's
 /// `TE: trailers` survives (it is end-to-end in meaning for gRPC and HTTP/2).
@@ -82,37 +69,7 @@ pub fn set_forwarded(
     }
 }
 
-/// Headers a client could use to hand the upstream a credential or an identity of its own
-/// choosing next to the one keygate injects (cookies, API keys, the trusted-proxy headers of
-/// oauth2-proxy and Apache, client-IP claims). Dropped on credential routes unless the route
-/// lists them in `pass_headers`.
-pub const CLIENT_CREDENTIAL_HEADERS: [&str; 19] = [
-    "cookie",
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-    "x-forwarded-access-token",
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-access-token",
-    "x-remote-user",
-    "remote-user",
-    "x-real-ip",
-    "x-client-ip",
-    "true-client-ip",
-];
-
-pub fn is_client_credential(name: &HeaderName) -> bool {
-    CLIENT_CREDENTIAL_HEADERS.contains(&name.as_str())
-}
-
-/// Removes [`CLIENT_CREDENTIAL_HEADERS`] except those the route lets through. One pass over the
+/// Removes [`crate::rules::CLIENT_CREDENTIAL_HEADERS`] except those the route lets through. One pass over the
 /// request's headers (usually a handful), no allocation when there is nothing to drop.
 pub fn strip_client_credentials(headers: &mut HeaderMap, pass: &[HeaderName]) {
     let dropped: Vec<HeaderName> = headers
@@ -128,6 +85,7 @@ pub fn strip_client_credentials(headers: &mut HeaderMap, pass: &[HeaderName]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::CLIENT_CREDENTIAL_HEADERS;
 
     #[test]
     fn strips_listed_and_named_headers_in_any_case() {

@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap};
 use http::uri::Authority;
 
 use crate::error::ProxyError;
-use crate::proxy::route::host_without_port;
+use crate::rules::host_without_port;
 
 /// Refuses a request whose host is ambiguous (400 `bad_request`).
 pub fn check(headers: &HeaderMap, uri: &Uri) -> Result<(), ProxyError> {

@@ -9,9 +9,9 @@ pub mod headers;
 pub mod host;
 pub mod path;
 mod rewrite;
-pub mod route;
 mod send;
-pub mod upstream;
+/// The HTTP client, a module of its own below `proxy` (re-exported for older paths).
+pub use crate::upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,13 +25,13 @@ use hyper::body::Incoming;
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::body::{self, Body};
-use crate::config::CredentialConfig;
 use crate::error::ProxyError;
 use crate::inbound::{self, Caller};
-use crate::state::{AppState, Runtime};
+use crate::rules::host_without_port;
+use crate::runtime::{Outbound, Route, Runtime};
+use crate::state::AppState;
 use access::AccessLog;
 use rewrite::{UpstreamTarget, rewrite};
-use route::{Route, host_without_port};
 use send::send_upstream;
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -114,7 +114,7 @@ async fn forward(
     let target = check_target(runtime, &parts)?;
     let route = match_route(runtime, &target)?;
     access.matched(route);
-    let caller = authenticate(state, runtime, route, &parts).await?;
+    let caller = authenticate(state, route, &parts).await?;
     let secret = find_credential(state, runtime, route, &caller, &mut parts, context).await?;
     let upstream = UpstreamTarget::new(route, target.path.path, &parts);
     rewrite(&upstream, &mut parts, &caller, secret.as_ref(), context)?;
@@ -184,19 +184,16 @@ async fn find_credential(
         .headers
         .remove(&credential::CONSENT_SESSION_HEADER)
         .and_then(|v| v.to_str().ok().map(str::to_string));
-    let Some(config) = &route.config.credential else {
-        return Ok(None);
-    };
     let resolved = credential::resolve(
         state,
         runtime,
-        config,
+        route,
         caller,
         consent_session.as_deref(),
         &context.id,
     )
     .await;
-    audit_credential_use(state, context, config, caller, &resolved)?;
+    audit_credential_use(state, context, &route.outbound, caller, &resolved)?;
     resolved
 }
 
@@ -212,7 +209,7 @@ fn respond(response: Response<Incoming>) -> Response<Body> {
 fn audit_credential_use(
     state: &AppState,
     context: &RequestContext,
-    credential: &CredentialConfig,
+    outbound: &Outbound,
     caller: &Caller,
     resolved: &Result<Option<secrecy::SecretString>, ProxyError>,
 ) -> Result<(), ProxyError> {
@@ -225,7 +222,7 @@ fn audit_credential_use(
     let event = AuditEvent::new("ProxyCredentialUse", &context.id, outcome)
         .workload(caller.workload.as_deref())
         .user(caller.user.as_ref())
-        .provider(credential.provider.as_deref())
+        .provider(outbound.provider())
         .reason(resolved.as_ref().err().map(|e| e.classify().code))
         .source(context.conn.peer.ip());
     Ok(state.audit().record(event)?)
@@ -235,25 +232,14 @@ fn audit_credential_use(
 ///    of ours. Before anything reaches the upstream.
 async fn authenticate(
     state: &AppState,
-    runtime: &Runtime,
     route: &Route,
     parts: &http::request::Parts,
 ) -> Result<Caller, ProxyError> {
     let token = inbound::bearer_token(&parts.headers, parts.uri.query())?;
-    let authorizer = match &route.config.authorizer {
-        Some(name) => Some(
-            runtime
-                .authorizers
-                .get(name)
-                .ok_or(ProxyError::Internal("authorizer missing from the runtime"))?
-                .as_ref(),
-        ),
-        None => None,
-    };
     let caller = inbound::authenticate(
         token,
-        authorizer,
-        route.config.workload.as_deref(),
+        route.authentication.authorizer(),
+        route.workload.as_deref(),
         state.workload_tokens(),
     )
     .await?;
@@ -288,7 +274,7 @@ fn is_own_authority(runtime: &Runtime, authority: &str) -> bool {
         || runtime
             .routes
             .iter()
-            .any(|r| r.config.host.as_deref() == Some(host.as_str()))
+            .any(|r| r.host.as_deref() == Some(host.as_str()))
 }
 
 fn path_error_text(error: &path::PathError) -> &'static str {

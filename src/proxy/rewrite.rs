@@ -7,11 +7,11 @@ use http::Version;
 use http::header::{self, HeaderValue};
 use secrecy::SecretString;
 
-use super::route::Route;
 use super::{RequestContext, X_REQUEST_ID, credential, headers};
-use crate::config::{Flow, Injection};
+use crate::config::Injection;
 use crate::error::ProxyError;
 use crate::inbound::Caller;
+use crate::runtime::{Outbound, Route};
 
 /// Headers keygate sets to describe the caller to upstreams; whatever a client sends under
 /// this prefix is removed first.
@@ -37,7 +37,7 @@ impl<'a> UpstreamTarget<'a> {
             route,
             path,
             client_query: parts.uri.query().map(str::to_string),
-            injection: credential::injection(route.config.credential.as_ref()),
+            injection: route.outbound.injection(),
         }
     }
 
@@ -112,16 +112,11 @@ pub(super) fn rewrite(
 /// The inbound credential (unless the route passes it through) and, on credential routes, the
 /// client's own credentials the route does not pass.
 fn strip_client_credentials(route: &Route, headers: &mut header::HeaderMap) {
-    let passthrough = route
-        .config
-        .credential
-        .as_ref()
-        .is_some_and(|c| c.flow == Flow::Passthrough);
-    if !passthrough {
+    if !matches!(route.outbound, Outbound::Passthrough) {
         headers.remove(header::AUTHORIZATION);
     }
-    if let Some(credential) = &route.config.credential {
-        headers::strip_client_credentials(headers, &credential.pass_headers);
+    if route.outbound.is_configured() {
+        headers::strip_client_credentials(headers, &route.pass_headers);
     }
 }
 

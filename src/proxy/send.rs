@@ -11,12 +11,12 @@ use secrecy::SecretString;
 use super::RequestContext;
 use super::credential;
 use super::rewrite::UpstreamTarget;
-use super::route::Route;
 use crate::body::{self, Body};
-use crate::config::{CredentialConfig, Flow};
 use crate::error::ProxyError;
 use crate::inbound::Caller;
-use crate::state::{AppState, Runtime};
+use crate::runtime::Runtime;
+use crate::runtime::{Outbound, Route, UserFederation};
+use crate::state::AppState;
 
 /// 6. Send, bounded by the route's timeout up to the response headers; the body streams. A
 ///    user's vaulted token may be refused before its time (revoked, rotated at the provider):
@@ -62,9 +62,9 @@ pub(super) async fn send_upstream(
 fn user_token_retry(
     route: &Route,
     secret: Option<SecretString>,
-) -> Option<(&CredentialConfig, SecretString)> {
-    match (&route.config.credential, secret) {
-        (Some(c), Some(token)) if c.flow == Flow::UserFederation => Some((c, token)),
+) -> Option<(&UserFederation, SecretString)> {
+    match (&route.outbound, secret) {
+        (Outbound::UserFederation(user), Some(token)) => Some((user, token)),
         _ => None,
     }
 }
@@ -104,7 +104,7 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
 
 async fn send(route: &Route, request: Request<Body>) -> Result<Response<Incoming>, ProxyError> {
     let sent = Instant::now();
-    let response = tokio::time::timeout(route.config.timeout, route.client.request(request))
+    let response = tokio::time::timeout(route.timeout, route.client.request(request))
         .await
         .map_err(|_| ProxyError::UpstreamTimeout)?
         .map_err(|e| ProxyError::UpstreamUnavailable(Box::new(e)))?;

@@ -174,6 +174,24 @@ const CASES: &[(&str, &str, usize, &str)] = &[
         26,
         "`X-API-Key` is where this route's credential goes",
     ),
+    (
+        "user_federation with a return url that is no url",
+        "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\nreturn_url = \"not a url\"\n",
+        29,
+        "`not a url` is not an absolute URL",
+    ),
+    (
+        "user_federation with a script return url",
+        "[[providers]]\nname = \"p\"\nkind = \"oauth2\"\nvendor = \"github\"\nclient_id = \"x\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"http://u/\"\n[routes.credential]\nprovider = \"p\"\nflow = \"user_federation\"\nreturn_url = \"javascript://x/%0aalert(1)\"\n",
+        29,
+        "may not use the javascript: scheme",
+    ),
+    (
+        "a route's CA file that holds no certificate",
+        "[[routes]]\nname = \"r\"\npath_prefix = \"/r/\"\nupstream = \"https://u/\"\nca_file = \"routes.toml\"\n",
+        21,
+        "holds no certificate",
+    ),
 ];
 
 #[test]

@@ -215,7 +215,7 @@ async fn a_document_claiming_a_foreign_issuer_is_refused_until_it_tells_the_trut
 async fn a_second_key_source_for_a_held_issuer_is_refused_at_fetch_time() {
     let key = SigningKey::generate("k1");
     let idp = FakeIdp::start(&[&key]).await;
-    let client = keygate::http_client::for_fetches(&[]).unwrap();
+    let client = keygate::upstream::for_fetches(&[]).unwrap();
     let registry = keygate::inbound::discovery::IssuerRegistry::new();
     let source = |path: &str| {
         KeySource::with_options(
@@ -249,7 +249,7 @@ async fn fetch_with_jwks_uri(
     idp: &FakeIdp,
     jwks_uri: &str,
     allow_insecure_http: bool,
-    client: &keygate::http_client::UpstreamClient,
+    client: &keygate::upstream::UpstreamClient,
 ) -> Result<(), KeysError> {
     idp.lie(Document {
         jwks_uri: Some(jwks_uri.into()),
@@ -270,7 +270,7 @@ async fn fetch_with_jwks_uri(
 async fn jwks_uris_off_limits_are_never_fetched() {
     let key = SigningKey::generate("k1");
     let idp = FakeIdp::start(&[&key]).await;
-    let client = keygate::http_client::for_fetches(&[]).unwrap();
+    let client = keygate::upstream::for_fetches(&[]).unwrap();
     let cases = [
         (
             "http://169.254.169.254/latest/meta-data/jwks",
@@ -307,7 +307,7 @@ async fn an_https_document_naming_http_urls_is_refused_and_nothing_is_fetched_th
     let key = SigningKey::generate("k1");
     let (idp, ca) = tls_idp(dir.path(), &key).await;
     let plain = FakeIdp::start(&[&key]).await;
-    let client = keygate::http_client::for_fetches(&[ca]).unwrap();
+    let client = keygate::upstream::for_fetches(&[ca]).unwrap();
     match fetch_with_jwks_uri(&idp, &format!("{}/jwks", plain.issuer), false, &client).await {
         Err(KeysError::Egress(EgressError::Downgrade)) => {}
         other => panic!("downgrade: {:?}", other.err()),

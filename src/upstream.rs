@@ -1,8 +1,8 @@
 //! The low-level HTTP client type every outbound request uses (the proxy's forwarding, OIDC
 //! discovery, JWKS, provider token endpoints): pooled, HTTP/1.1 to plain hosts, HTTP/1.1 or
-//! HTTP/2 (by ALPN) over rustls to TLS ones, trusting the webpki roots plus optional extra CAs.
-//! It knows nothing of routes, providers or the proxy; the modules above it choose which client
-//! to use.
+//! HTTP/2 (by ALPN) over rustls to TLS ones, trusting the webpki roots plus optional extra CAs
+//! (a route's CA file, `[server] extra_ca_certs`). It knows nothing of routes or providers; the
+//! modules above it choose which client to use.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
