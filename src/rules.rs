@@ -1,7 +1,7 @@
 //! Rules shared by the config checker, the proxy and the identity API's validation, one place
 //! each: what a name may hold, which OAuth vendors exist, which paths keygate keeps for itself,
 //! how a host is read out of an authority, which headers are hop-by-hop or client credentials,
-//! what a return URL may be. Low level: depends on nothing of keygate.
+//! what a return URL may be, which issuer a discovery URL names. Low level: depends on nothing of keygate.
 
 /// What a name of one kind may hold: ASCII characters `allowed`, `min..=max` of them.
 #[derive(Debug, Clone, Copy)]
@@ -195,6 +195,26 @@ pub(crate) fn check_return_url(value: &str) -> Result<(), ReturnUrlProblem> {
         return Err(ReturnUrlProblem::ScriptScheme(scheme));
     }
     Ok(())
+}
+
+const OIDC_SUFFIX: &str = "/.well-known/openid-configuration";
+const OAUTH_SUFFIX: &str = "/.well-known/oauth-authorization-server";
+
+/// The issuer a discovery URL names, normalised (as `inbound::discovery::normalise` does): the URL without its
+/// `/.well-known/...` suffix (OpenID, appended form), or with the well-known segment removed
+/// from the front of the path (RFC 8414, inserted form). `None` for any other URL.
+pub fn expected_issuer(discovery_url: &url::Url) -> Option<String> {
+    let path = discovery_url.path();
+    let origin = discovery_url.origin().ascii_serialization();
+    [OIDC_SUFFIX, OAUTH_SUFFIX].iter().find_map(|suffix| {
+        let issuer_path = match path.strip_suffix(suffix) {
+            Some(prefix) => prefix,
+            None => path
+                .strip_prefix(suffix)
+                .filter(|rest| rest.starts_with('/'))?,
+        };
+        Some(format!("{origin}{}", issuer_path.trim_end_matches('/')))
+    })
 }
 
 #[cfg(test)]

@@ -180,7 +180,9 @@ pub struct OAuth2Provider {
     pub issuer: Option<String>,
     pub authorization_endpoint: Option<Url>,
     pub token_endpoint: Option<Url>,
-    pub client_auth: ClientAuth,
+    /// How the client authenticates at the token endpoint; `None`: the way the vendor's
+    /// documentation does (`providers::vendors::dialect`).
+    pub client_auth: Option<ClientAuth>,
     pub tenant: Option<String>,
     pub domain: Option<String>,
     /// Clear-text discovery and token endpoints allowed on non-loopback hosts.

@@ -91,11 +91,11 @@ impl OAuth2Spec {
             issuer: self.issuer.clone(),
             authorization_endpoint: url(&self.authorization_endpoint)?,
             token_endpoint: url(&self.token_endpoint)?,
-            client_auth: if self.client_secret_post {
+            client_auth: Some(if self.client_secret_post {
                 ClientAuth::ClientSecretPost
             } else {
                 ClientAuth::ClientSecretBasic
-            },
+            }),
             tenant: self.tenant.clone(),
             domain: None,
             allow_insecure_http: false,

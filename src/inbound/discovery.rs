@@ -7,25 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use url::Url;
 
-const OIDC_SUFFIX: &str = "/.well-known/openid-configuration";
-const OAUTH_SUFFIX: &str = "/.well-known/oauth-authorization-server";
-
-/// The issuer a discovery URL names, normalised (see [`normalise`]): the URL without its
-/// `/.well-known/...` suffix (OpenID, appended form), or with the well-known segment removed
-/// from the front of the path (RFC 8414, inserted form). `None` for any other URL.
-pub fn expected_issuer(discovery_url: &Url) -> Option<String> {
-    let path = discovery_url.path();
-    let origin = discovery_url.origin().ascii_serialization();
-    [OIDC_SUFFIX, OAUTH_SUFFIX].iter().find_map(|suffix| {
-        let issuer_path = match path.strip_suffix(suffix) {
-            Some(prefix) => prefix,
-            None => path
-                .strip_prefix(suffix)
-                .filter(|rest| rest.starts_with('/'))?,
-        };
-        Some(format!("{origin}{}", issuer_path.trim_end_matches('/')))
-    })
-}
+pub use crate::rules::expected_issuer;
 
 /// An issuer as compared: origin (scheme, lowercased host, port unless default) and path
 /// without a trailing slash. `None` unless it is an http(s) URL without query, fragment or

@@ -264,7 +264,7 @@ impl OAuthClient {
             .as_ref()
             .map(|s| s.expose_secret().to_string())
             .unwrap_or_default();
-        match self.config.client_auth {
+        match super::vendors::client_auth(&self.config) {
             ClientAuth::ClientSecretBasic => {
                 // RFC 6749 section 2.3.1: both parts form-encoded before base64.
                 let encode =
@@ -331,7 +331,7 @@ mod tests {
             issuer: None,
             authorization_endpoint: None,
             token_endpoint: None,
-            client_auth: ClientAuth::ClientSecretBasic,
+            client_auth: Some(ClientAuth::ClientSecretBasic),
             tenant: tenant.map(str::to_string),
             domain: None,
             allow_insecure_http: false,

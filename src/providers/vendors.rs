@@ -60,6 +60,14 @@ const STANDARD: Dialect = Dialect {
     invalid_grant: &[],
 };
 
+/// How a provider's client authenticates at its token endpoint: as configured, else the way
+/// its vendor's documentation does.
+pub fn client_auth(config: &crate::config::OAuth2Provider) -> ClientAuth {
+    config
+        .client_auth
+        .unwrap_or_else(|| dialect(&config.vendor).client_auth)
+}
+
 /// The dialect of `vendor` (`custom` and unlisted vendors speak the standard).
 pub fn dialect(vendor: &str) -> Dialect {
     match vendor {

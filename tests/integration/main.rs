@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod cli_vault;
+mod code_shape;
 mod common;
 mod consent;
 mod consent_edges;

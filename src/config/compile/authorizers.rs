@@ -21,7 +21,7 @@ impl Checker {
         let discovery_url = self.url(&format!("{key}.discovery_url"), &raw.discovery_url);
         if discovery_url
             .as_ref()
-            .is_some_and(|u| crate::inbound::discovery::expected_issuer(u).is_none())
+            .is_some_and(|u| crate::rules::expected_issuer(u).is_none())
         {
             self.error(
                 format!("{key}.discovery_url"),
@@ -84,9 +84,7 @@ impl Checker {
     pub(super) fn one_key_source_per_issuer(&mut self, authorizers: &[AuthorizerConfig]) {
         let mut seen: Vec<(String, &AuthorizerConfig)> = Vec::new();
         for (i, authorizer) in authorizers.iter().enumerate() {
-            let Some(issuer) =
-                crate::inbound::discovery::expected_issuer(&authorizer.discovery_url)
-            else {
+            let Some(issuer) = crate::rules::expected_issuer(&authorizer.discovery_url) else {
                 continue;
             };
             match seen.iter().find(|(other, _)| *other == issuer) {

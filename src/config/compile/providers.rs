@@ -109,7 +109,7 @@ impl Checker {
             }
         }
         self.vendor_endpoints(key, raw, &vendor);
-        let client_auth = self.client_auth(key, raw.client_auth.as_deref(), &vendor);
+        let client_auth = self.client_auth(key, raw.client_auth.as_deref());
         Some(OAuth2Provider {
             vendor,
             client_id,
@@ -152,18 +152,18 @@ impl Checker {
         }
     }
 
-    fn client_auth(&mut self, key: &str, client_auth: Option<&str>, vendor: &str) -> ClientAuth {
+    /// `None` when unset: the vendor's documented way, decided where the client is built.
+    fn client_auth(&mut self, key: &str, client_auth: Option<&str>) -> Option<ClientAuth> {
         match client_auth {
-            // Unset: the way the vendor's documentation authenticates clients.
-            None => crate::providers::vendors::dialect(vendor).client_auth,
-            Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
-            Some("client_secret_post") => ClientAuth::ClientSecretPost,
+            None => None,
+            Some("client_secret_basic") => Some(ClientAuth::ClientSecretBasic),
+            Some("client_secret_post") => Some(ClientAuth::ClientSecretPost),
             Some(other) => {
                 self.error(
                     format!("{key}.client_auth"),
                     format!("unknown client_auth `{other}`; expected client_secret_basic or client_secret_post"),
                 );
-                ClientAuth::ClientSecretBasic
+                None
             }
         }
     }

@@ -367,7 +367,7 @@ pub(super) fn spec_of_config(c: &OAuth2Provider) -> OAuth2Spec {
             .as_ref()
             .map(|u| u.to_string())
             .or_else(|| preset_endpoints.as_ref().map(|(_, t)| t.clone())),
-        client_secret_post: c.client_auth == ClientAuth::ClientSecretPost,
+        client_secret_post: vendors::client_auth(c) == ClientAuth::ClientSecretPost,
         tenant: c.tenant.clone(),
     }
 }
