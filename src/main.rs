@@ -165,7 +165,8 @@ enum CertsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Buffered log lines are written when this goes out of scope, before the process exits.
+    let _log = init_tracing(cli.log_format);
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => exit(serve(&config)),
@@ -200,11 +201,11 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat) -> keygate::logging::LogGuard {
     keygate::logging::init(match format {
         LogFormat::Text => keygate::logging::LogFormat::Text,
         LogFormat::Json => keygate::logging::LogFormat::Json,
-    });
+    })
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -4,7 +4,11 @@
 //! error quoting one) can start a forged line of its own or drive a terminal. JSON escapes them
 //! by itself.
 
+mod batched;
+
 use std::fmt::{self, Write as _};
+
+pub use batched::{BatchedStderr, LogGuard};
 
 use tracing::field::Field;
 use tracing_subscriber::field::MakeExt;
@@ -18,17 +22,23 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber (once, at start).
-pub fn init(log_format: LogFormat) {
+///
+/// Lines go out in batches ([`batched`]); keep the returned guard alive for the program's life
+/// (it writes what is still buffered when dropped).
+#[must_use = "dropping the guard ends batched logging; hold it in main"]
+pub fn init(log_format: LogFormat) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = BatchedStderr::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match log_format {
         LogFormat::Text => builder.fmt_fields(text_fields()).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 /// The text format's fields: `message name=value ...` like tracing-subscriber's default, with
