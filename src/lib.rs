@@ -21,28 +21,28 @@
 //! - [`directory`]: workload identities and credential providers, from config and API.
 //! - [`identity_api`]: the AgentCore-compatible identity API (SigV4, AWS error shapes).
 
-pub mod admin;
-pub mod audit;
-pub mod body;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod body;
 pub mod config;
 pub mod consent;
-pub mod consent_endpoints;
+pub(crate) mod consent_endpoints;
 pub mod dev_echo;
 pub mod directory;
 pub mod egress;
-pub mod error;
-pub mod fetch;
-pub mod fsutil;
+pub(crate) mod error;
+pub(crate) mod fetch;
+pub(crate) mod fsutil;
 pub mod identity_api;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
-pub mod router;
-pub mod rules;
-pub mod runtime;
-pub mod server;
+pub(crate) mod router;
+pub(crate) mod rules;
+pub(crate) mod runtime;
+pub(crate) mod server;
 pub mod state;
 pub mod tls;
 pub mod upstream;
