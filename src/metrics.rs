@@ -178,11 +178,6 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// The registry, for modules that register their own metrics.
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Counts a consent session outcome.
     pub(crate) fn consent(&self, result: &str) {
         self.consent_sessions_total

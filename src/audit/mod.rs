@@ -22,7 +22,7 @@ use std::time::Duration;
 use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
-pub(crate) use event::{AuditEvent, AuditUser, Outcome};
+pub(crate) use event::{AuditEvent, Outcome};
 use queue::Queue;
 use writer::{Sink, Writer};
 

@@ -68,12 +68,6 @@ impl ConfigError {
             }],
         }
     }
-
-    pub(crate) fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-    }
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {

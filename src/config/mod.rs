@@ -18,7 +18,7 @@ use http::HeaderName;
 use secrecy::SecretString;
 use url::Url;
 
-pub(crate) use diagnostics::{ConfigError, Diagnostic, Severity};
+pub(crate) use diagnostics::{ConfigError, Diagnostic};
 pub use secret::{SecretError, SecretSource};
 
 /// A validated configuration. Cheap to share behind an `Arc`; replaced whole on reload.
@@ -26,8 +26,6 @@ pub use secret::{SecretError, SecretSource};
 pub struct Config {
     /// The file this was read from.
     pub(crate) source: PathBuf,
-    /// Where keygate keeps local state (the SQLite store's folder, else `data/` beside the config).
-    pub(crate) data_dir: PathBuf,
     pub server: ServerConfig,
     pub vault: VaultConfig,
     pub(crate) audit: AuditConfig,

@@ -34,7 +34,7 @@ use crate::upstream::UpstreamClient;
 use crate::vault::{Credential, Vault, VaultError};
 
 pub(crate) use error::{DirectoryError, Entry, EntryKind};
-pub(crate) use providers::{ListedProvider, ProviderType, StoredProvider};
+pub(crate) use providers::{ProviderType, StoredProvider};
 pub use records::{
     OAuth2Spec, PROVIDER_KIND, ProviderRecord, ProviderSpec, Versioned, WORKLOAD_KIND,
     WorkloadRecord, now, provider_owner, put_new, workload_owner,

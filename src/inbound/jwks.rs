@@ -6,7 +6,6 @@
 //! when its `issuer` is not the one its URL names, when another key source already speaks for
 //! that issuer, or when its `jwks_uri` breaks the [`crate::egress`] rules.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -85,7 +84,6 @@ impl VerifyKey {
 pub struct KeySet {
     pub issuer: String,
     pub keys: Vec<VerifyKey>,
-    pub fetched_at: Instant,
     pub refresh_after: Duration,
 }
 
@@ -155,8 +153,6 @@ pub struct KeySource {
     current: ArcSwapOption<KeySet>,
     /// Held while fetching; remembers when the last forced refresh started.
     forced: Mutex<Option<Instant>>,
-    fetches: AtomicU64,
-    failures: AtomicU64,
     counters: Option<FetchCounters>,
     registry: Arc<IssuerRegistry>,
     /// Alive as long as this source: its claim on an issuer lapses with it.
@@ -197,18 +193,12 @@ impl KeySource {
             client,
             current: ArcSwapOption::empty(),
             forced: Mutex::new(None),
-            fetches: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
             counters: options.counters,
             registry: options.registry.unwrap_or_default(),
             alive: Arc::new(()),
             allow_insecure_http: options.allow_insecure_http,
             last_error: ArcSwapOption::empty(),
         })
-    }
-
-    pub(crate) fn discovery_url(&self) -> &Url {
-        &self.discovery_url
     }
 
     pub fn current(&self) -> Option<Arc<KeySet>> {
@@ -228,14 +218,6 @@ impl KeySource {
             .is_some_and(|set| set.holds(tag))
     }
 
-    /// Completed fetch attempts (discovery + JWKS count as one), and failed ones.
-    pub(crate) fn fetch_counts(&self) -> (u64, u64) {
-        (
-            self.fetches.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-        )
-    }
-
     /// Replaces the keys held (what a successful fetch does; also lets benches preload keys).
     pub fn install(&self, keys: KeySet) {
         self.current.store(Some(Arc::new(keys)));
@@ -243,7 +225,6 @@ impl KeySource {
 
     /// Fetches discovery and JWKS now and swaps the keys in; on failure the old keys stay.
     pub async fn refresh(&self) -> Result<Arc<KeySet>, KeysError> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch().await {
             Ok(set) => {
                 let set = Arc::new(set);
@@ -255,7 +236,6 @@ impl KeySource {
                 Ok(set)
             }
             Err(error) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
                 self.last_error.store(Some(Arc::new(error.to_string())));
                 if let Some(c) = &self.counters {
                     c.failure.inc();
@@ -350,7 +330,6 @@ impl KeySource {
         Ok(KeySet {
             issuer,
             keys,
-            fetched_at: Instant::now(),
             refresh_after,
         })
     }

@@ -30,15 +30,6 @@ pub struct UserId {
 pub(crate) struct Caller {
     pub(crate) workload: Option<String>,
     pub(crate) user: Option<UserId>,
-    pub(crate) via: CallerKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallerKind {
-    /// A user JWT checked by the named route's authorizer.
-    UserJwt,
-    /// A workload access token issued by this gateway.
-    WorkloadToken,
 }
 
 /// The one Bearer token of a request. Two `Authorization` headers, or a token in the query
@@ -116,7 +107,6 @@ fn workload_caller(claims: &WorkloadClaims, workload: Option<&str>) -> Result<Ca
     Ok(Caller {
         workload: Some(claims.sub.clone()),
         user: claims.user(),
-        via: CallerKind::WorkloadToken,
     })
 }
 
@@ -127,7 +117,6 @@ fn user_caller(verified: &VerifiedJwt, workload: Option<&str>) -> Caller {
             issuer: Some(verified.issuer.clone()),
             id: verified.user.clone(),
         }),
-        via: CallerKind::UserJwt,
     }
 }
 

@@ -65,10 +65,6 @@ impl OAuthClient {
         }
     }
 
-    pub(crate) fn vendor(&self) -> &str {
-        &self.config.vendor
-    }
-
     pub(crate) fn client_id(&self) -> &str {
         &self.config.client_id
     }
@@ -226,14 +222,6 @@ impl OAuthClient {
             provider: self.provider.clone(),
             source,
         }
-    }
-
-    /// The client-credentials grant (RFC 6749 section 4.4).
-    pub(crate) async fn client_credentials(
-        &self,
-        scopes: &[String],
-    ) -> Result<TokenResponse, ProviderError> {
-        self.client_credentials_for(scopes, &[], &[]).await
     }
 
     /// The client-credentials grant with RFC 8707 `resource` indicators and `audience`

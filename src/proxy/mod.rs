@@ -11,8 +11,6 @@ pub mod path;
 mod rewrite;
 mod send;
 /// The HTTP client, a module of its own below `proxy` (re-exported for older paths).
-pub(crate) use crate::upstream;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 

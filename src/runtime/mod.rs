@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(crate) use build::{BuildContext, BuildError, build};
-pub(crate) use route::{Authentication, Outbound, Route, RouteTable, UserFederation};
+pub(crate) use route::{Outbound, Route, RouteTable, UserFederation};
 
 use crate::config::Config;
 use crate::inbound::Authorizer;

@@ -187,12 +187,4 @@ impl RouteTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
     }
-
-    pub(crate) fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
 }

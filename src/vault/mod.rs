@@ -33,9 +33,7 @@ use prometheus::{IntCounter, IntCounterVec};
 
 pub use credential::{Credential, OAuthTokens};
 pub use keys::{Kek, KeyError, KeyRing};
-pub(crate) use lock::VaultLock;
 pub use owner::{Owner, OwnerKind};
-pub(crate) use rotation::Rotation;
 pub(crate) use seal::SealError;
 pub use store::{Entry, Store, StoreError};
 

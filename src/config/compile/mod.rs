@@ -140,16 +140,8 @@ impl Checker {
         let vault = self.vault(raw.vault.as_ref());
         let audit = self.audit(raw.audit.as_ref());
         let api = raw.api.as_ref().map(|a| self.api(a, &authorizer_names));
-
-        let data_dir = match vault.store.strip_prefix("sqlite://") {
-            Some(file) => Path::new(file)
-                .parent()
-                .map_or_else(|| self.base_dir.clone(), Path::to_path_buf),
-            None => self.base_dir.join("data"),
-        };
         Some(Config {
             source: path.to_path_buf(),
-            data_dir,
             server: server?,
             vault,
             audit,
