@@ -54,7 +54,7 @@ pub(crate) fn check(
 }
 
 /// `localhost` (and its subdomains, RFC 6761) or a loopback IP address.
-pub(crate) fn is_loopback_host(url: &Url) -> bool {
+fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -75,7 +75,7 @@ fn is_link_local_host(url: &Url) -> bool {
 }
 
 /// 169.254.0.0/16, fe80::/10, and IPv4-mapped forms of the former.
-pub(crate) fn is_link_local(ip: IpAddr) -> bool {
+fn is_link_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

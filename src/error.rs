@@ -299,7 +299,7 @@ impl From<ObtainError> for ProxyError {
 
 /// An error and its sources, `: `-separated, for logs (a top-level message alone often says
 /// little). A source whose text its parent already ends with is not repeated.
-pub(crate) struct Chain<'a>(pub(crate) &'a dyn std::error::Error);
+struct Chain<'a>(pub(crate) &'a dyn std::error::Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -319,7 +319,7 @@ impl fmt::Display for Chain<'_> {
 }
 
 /// What the proxy forwards: every method but `TRACE` (and `CONNECT`, which has no path).
-pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// A JSON response with the given status.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {

@@ -12,8 +12,8 @@ use crate::body;
 use crate::upstream::UpstreamClient;
 
 /// Largest document accepted from an IdP or provider.
-pub(crate) const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
-pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -96,7 +96,7 @@ pub(crate) async fn send(
 }
 
 /// Sends `request` (to `url`) and parses a 2xx body as JSON.
-pub(crate) async fn send_json(
+async fn send_json(
     client: &UpstreamClient,
     url: &Url,
     request: Request<body::Body>,

@@ -21,28 +21,28 @@
 //! - [`directory`]: workload identities and credential providers, from config and API.
 //! - [`identity_api`]: the AgentCore-compatible identity API (SigV4, AWS error shapes).
 
-pub(crate) mod admin;
-pub(crate) mod audit;
-pub(crate) mod body;
+mod admin;
+mod audit;
+mod body;
 pub mod config;
 pub mod consent;
-pub(crate) mod consent_endpoints;
+mod consent_endpoints;
 pub mod dev_echo;
 pub mod directory;
 pub mod egress;
-pub(crate) mod error;
-pub(crate) mod fetch;
-pub(crate) mod fsutil;
+mod error;
+mod fetch;
+mod fsutil;
 pub mod identity_api;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
-pub(crate) mod router;
-pub(crate) mod rules;
-pub(crate) mod runtime;
-pub(crate) mod server;
+mod router;
+mod rules;
+mod runtime;
+mod server;
 pub mod state;
 pub mod tls;
 pub mod upstream;

@@ -33,7 +33,7 @@ pub fn init(log_format: LogFormat) {
 
 /// The text format's fields: `message name=value ...` like tracing-subscriber's default, with
 /// control characters escaped.
-pub(crate) fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
     format::debug_fn(write_field).delimited(" ")
 }
 

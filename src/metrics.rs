@@ -23,15 +23,15 @@ pub struct Metrics {
     pub(crate) audit_refused_total: prometheus::IntCounter,
     /// Consent sessions by outcome: started, authorized, denied (at the provider), completed,
     /// user_mismatch.
-    pub(crate) consent_sessions_total: IntCounterVec,
+    consent_sessions_total: IntCounterVec,
     /// Consent sessions waiting for the user (set at each scrape from the vault).
     pub(crate) consent_sessions_pending: IntGauge,
     /// Share of vault lookups answered by the cache (set at each scrape).
-    pub(crate) vault_cache_hit_ratio: prometheus::Gauge,
+    vault_cache_hit_ratio: prometheus::Gauge,
 }
 
 /// `keygate_vault_lookups_total{result}` values.
-pub(crate) const VAULT_LOOKUP_RESULTS: &[&str] = &[
+const VAULT_LOOKUP_RESULTS: &[&str] = &[
     "cache_hit",
     "store_hit",
     "absent",
@@ -41,7 +41,7 @@ pub(crate) const VAULT_LOOKUP_RESULTS: &[&str] = &[
 
 /// `keygate_consent_sessions_total{result}` values. `scope_reduced` counts consents whose
 /// provider said it granted fewer scopes than requested (the tokens are served all the same).
-pub(crate) const CONSENT_RESULTS: &[&str] = &[
+const CONSENT_RESULTS: &[&str] = &[
     "started",
     "authorized",
     "denied",
@@ -52,10 +52,10 @@ pub(crate) const CONSENT_RESULTS: &[&str] = &[
 ];
 
 /// `keygate_token_requests_total{grant}` values.
-pub(crate) const GRANTS: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+const GRANTS: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
 
 /// `keygate_token_requests_total{result}` values.
-pub(crate) const TOKEN_RESULTS: &[&str] = &["success", "refused", "unreachable", "error"];
+const TOKEN_RESULTS: &[&str] = &["success", "refused", "unreachable", "error"];
 
 /// Statuses shown at 0 for every route: success and the ones keygate itself answers there.
 const ROUTE_STATUSES: &[&str] = &["200", "401", "403", "502", "503", "504"];

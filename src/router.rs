@@ -71,6 +71,6 @@ fn endpoints_for<'a>(
 }
 
 /// Paths keygate keeps for itself, whatever the routes say.
-pub(crate) fn is_reserved(path: &str) -> bool {
+fn is_reserved(path: &str) -> bool {
     crate::rules::is_reserved_path(path)
 }

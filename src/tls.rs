@@ -86,14 +86,14 @@ pub(crate) fn client_config_with_roots<'a>(
 }
 
 /// PEM text of a development CA and a server certificate it signed.
-pub(crate) struct DevCertificates {
-    pub(crate) ca_cert: String,
-    pub(crate) server_cert: String,
-    pub(crate) server_key: String,
+struct DevCertificates {
+    ca_cert: String,
+    server_cert: String,
+    server_key: String,
 }
 
 /// Makes a development CA and a server certificate for `hosts` (names or IP addresses).
-pub(crate) fn generate_dev_certificates(hosts: &[String]) -> Result<DevCertificates, TlsError> {
+fn generate_dev_certificates(hosts: &[String]) -> Result<DevCertificates, TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
         KeyUsagePurpose,

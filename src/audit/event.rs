@@ -51,7 +51,7 @@ pub(crate) struct AuditEvent {
     pub(crate) outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
-    pub(crate) source_ip: Option<IpAddr>,
+    source_ip: Option<IpAddr>,
 }
 
 fn rfc3339_millis<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {

@@ -6,7 +6,7 @@
 //! compiles it into the routes the proxy uses, which never sees raw config.
 
 mod compile;
-pub(crate) mod diagnostics;
+mod diagnostics;
 pub(crate) mod raw;
 pub(crate) mod secret;
 

@@ -16,7 +16,7 @@ use crate::vault::{Owner, Vault, VaultError};
 mod callback;
 mod complete;
 pub(crate) mod lookup;
-pub(crate) mod obtain;
+mod obtain;
 pub mod pending;
 pub(crate) mod refresh;
 mod session;
@@ -48,7 +48,7 @@ pub(crate) struct Context<'a> {
     pub(crate) refreshes: &'a moka::future::Cache<Owner, std::sync::Arc<SecretString>>,
 }
 
-pub(crate) const SESSION_LIFETIME_SECS: i64 = 600;
+const SESSION_LIFETIME_SECS: i64 = 600;
 pub const SESSION_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 
 #[derive(Debug, thiserror::Error)]

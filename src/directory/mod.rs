@@ -187,7 +187,7 @@ impl Directory {
 }
 
 /// The AgentCore vendor name for a config provider.
-pub(crate) fn config_vendor(kind: &ProviderKind) -> Option<&'static str> {
+fn config_vendor(kind: &ProviderKind) -> Option<&'static str> {
     match kind {
         ProviderKind::OAuth2(c) => crate::providers::vendors::agentcore_name(&c.vendor),
         ProviderKind::ApiKey { .. } => None,

@@ -101,10 +101,7 @@ impl Directory {
     }
 
     /// An API-created provider's stored record.
-    pub(crate) async fn provider_record(
-        &self,
-        name: &str,
-    ) -> Result<Option<ProviderRecord>, VaultError> {
+    async fn provider_record(&self, name: &str) -> Result<Option<ProviderRecord>, VaultError> {
         records::read(&self.vault, &provider_owner(name)).await
     }
 

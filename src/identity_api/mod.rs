@@ -12,16 +12,16 @@
 //! - [`access_tokens`]: workload access tokens (data plane).
 //! - [`resource_credentials`]: OAuth2 tokens, API keys and consent completion (data plane).
 
-pub(crate) mod access_tokens;
-pub(crate) mod credential_providers;
+mod access_tokens;
+mod credential_providers;
 pub(crate) mod error;
 mod operation;
-pub(crate) mod replay;
-pub(crate) mod resource_credentials;
+mod replay;
+mod resource_credentials;
 pub mod sigv4;
-pub(crate) mod token_vault;
-pub(crate) mod validate;
-pub(crate) mod workload_identities;
+mod token_vault;
+mod validate;
+mod workload_identities;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One API call in progress: what operations read, and what they report for the audit line.
-pub(crate) struct Call {
+struct Call {
     pub(crate) request_id: String,
     pub(crate) state: AppState,
     pub(crate) runtime: Arc<Runtime>,
@@ -92,7 +92,7 @@ impl Call {
     }
 
     /// `arn:aws:bedrock-agentcore:{region}:{account}:{resource}`.
-    pub(crate) fn arn(&self, resource: &str) -> Result<String, ApiError> {
+    fn arn(&self, resource: &str) -> Result<String, ApiError> {
         let api = self.api()?;
         Ok(format!(
             "arn:aws:bedrock-agentcore:{}:{}:{resource}",
@@ -102,7 +102,7 @@ impl Call {
 }
 
 /// A successful answer: status and JSON body (`None` for an empty body).
-pub(crate) struct Reply {
+struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) body: Option<serde_json::Value>,
 }
@@ -122,7 +122,7 @@ impl Reply {
         }
     }
 
-    pub(crate) fn no_content() -> Self {
+    fn no_content() -> Self {
         Reply {
             status: StatusCode::NO_CONTENT,
             body: None,

@@ -11,7 +11,7 @@ use super::Operation::{self, *};
 
 /// How long after a signature's first use an identical request still counts as the client's
 /// own repeat (identical calls within one second are signed identically).
-pub(crate) const REPEAT_GRACE_MS: i64 = 2_000;
+const REPEAT_GRACE_MS: i64 = 2_000;
 
 /// Whether repeats of this operation are checked.
 pub(crate) fn tracked(operation: Operation) -> bool {

@@ -13,10 +13,10 @@ use secrecy::ExposeSecret;
 
 use crate::config::ApiCredential;
 
-pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-pub(crate) const SERVICE: &str = "bedrock-agentcore";
+const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+const SERVICE: &str = "bedrock-agentcore";
 /// How far `X-Amz-Date` may be from now, either way.
-pub(crate) const MAX_SKEW: Duration = Duration::from_secs(300);
+const MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// How long a used signature is remembered: the whole window in which its `X-Amz-Date` is
 /// accepted (5 minutes either side of now), plus a minute.
@@ -238,7 +238,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
@@ -422,7 +422,7 @@ pub fn sign(
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch.
-pub(crate) fn format_amz_date(secs: u64) -> String {
+fn format_amz_date(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Civil from days (Howard Hinnant's algorithm).

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 
-pub(crate) type Checked<T> = Result<T, ApiError>;
+type Checked<T> = Result<T, ApiError>;
 
 fn length(field: &str, value: &str, min: usize, max: usize) -> Checked<()> {
     let n = value.chars().count();
@@ -170,7 +170,7 @@ pub(crate) fn audiences(field: &str, values: &[String]) -> Checked<()> {
 }
 
 /// Parameters keygate sets on the authorization request itself; `customParameters` may not.
-pub(crate) const RESERVED_PARAMETERS: &[&str] = &[
+const RESERVED_PARAMETERS: &[&str] = &[
     "response_type",
     "client_id",
     "redirect_uri",
@@ -186,7 +186,7 @@ pub(crate) const RESERVED_PARAMETERS: &[&str] = &[
 ];
 
 /// Most `customParameters` one request may carry.
-pub(crate) const MAX_CUSTOM_PARAMETERS: usize = 20;
+const MAX_CUSTOM_PARAMETERS: usize = 20;
 
 /// `customState`: 1..4096 characters (it comes back to the app as `state`).
 pub(crate) fn custom_state(field: &str, value: &str) -> Checked<()> {

@@ -38,7 +38,7 @@ pub enum KeyFamily {
 }
 
 impl KeyFamily {
-    pub(crate) fn fits(self, alg: Algorithm) -> bool {
+    fn fits(self, alg: Algorithm) -> bool {
         use Algorithm::*;
         matches!(
             (self, alg),
@@ -106,7 +106,7 @@ impl KeySet {
         }
     }
 
-    pub(crate) fn has_kid(&self, kid: &str) -> bool {
+    fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
@@ -353,7 +353,7 @@ impl KeySource {
 
 /// A JWK usable for signature verification, or `None` (skipped, not fatal: IdPs publish
 /// encryption keys and algorithms keygate does not accept).
-pub(crate) fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
+fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
     let field = |name: &str| jwk.get(name).and_then(Value::as_str);
     if field("use").is_some_and(|u| u != "sig") {
         return None;

@@ -22,10 +22,10 @@ use crate::inbound::UserId;
 use crate::vault::{Credential, Owner, Vault, VaultError};
 use secrecy::{ExposeSecret, SecretString};
 
-pub(crate) const AUDIENCE: &str = "keygate";
-pub(crate) const LIFETIME: Duration = Duration::from_secs(3600);
+const AUDIENCE: &str = "keygate";
+const LIFETIME: Duration = Duration::from_secs(3600);
 /// Every keygate signing key id starts with this, so a token can be told apart cheaply.
-pub(crate) const KID_PREFIX: &str = "keygate-";
+const KID_PREFIX: &str = "keygate-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
@@ -50,13 +50,13 @@ pub struct WorkloadClaims {
     pub(crate) sub: String,
     /// The user's id (a user id given to the API, or the JWT user's `user_claim` value).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) uid: Option<String>,
+    uid: Option<String>,
     /// The JWT user's issuer; absent for users named by id.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub(crate) uiss: Option<String>,
+    uiss: Option<String>,
     pub(crate) iat: u64,
     pub(crate) exp: u64,
-    pub(crate) jti: String,
+    jti: String,
 }
 
 impl WorkloadClaims {
@@ -289,7 +289,7 @@ impl WorkloadTokens {
     }
 
     /// A token for `workload`, acting for `user` (or for no user), valid for `lifetime`.
-    pub(crate) fn issue_for(
+    fn issue_for(
         &self,
         workload: &str,
         user: Option<&UserId>,

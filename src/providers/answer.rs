@@ -147,7 +147,7 @@ fn token(dialect: &Dialect, fields: &Map<String, Value>) -> Result<TokenResponse
 }
 
 /// An OAuth error code is a short token; anything else is not echoed anywhere.
-pub(crate) fn sanitize_code(code: &str) -> String {
+fn sanitize_code(code: &str) -> String {
     if code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         code.to_string()
     } else {

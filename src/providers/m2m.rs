@@ -83,7 +83,7 @@ impl M2mTokens {
 
     /// The vault owner of an M2M token for a whole grant (scopes, resources, audiences): each
     /// different grant is a different token.
-    pub(crate) fn owner_for(workload: &str, provider: &str, grant: &Grant<'_>) -> Owner {
+    fn owner_for(workload: &str, provider: &str, grant: &Grant<'_>) -> Owner {
         let sorted = |values: &[String]| {
             let mut values = values.to_vec();
             values.sort();

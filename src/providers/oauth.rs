@@ -29,7 +29,7 @@ pub(crate) struct Endpoints {
     /// The authorization server's issuer, when known (discovery, or `issuer` in the config).
     pub(crate) issuer: Option<String>,
     /// The metadata says the authorization response carries `iss` (RFC 9207).
-    pub(crate) iss_parameter_supported: bool,
+    iss_parameter_supported: bool,
 }
 
 impl Endpoints {
@@ -242,7 +242,7 @@ impl OAuthClient {
     }
 
     /// Posts a token request with client authentication and reads the answer.
-    pub(crate) async fn token_request(
+    async fn token_request(
         &self,
         mut form: Vec<(&str, String)>,
     ) -> Result<TokenResponse, ProviderError> {

@@ -7,11 +7,11 @@
 use crate::config::ClientAuth;
 
 /// The scope that asks for a refresh token (OpenID Connect Core 11).
-pub(crate) const OFFLINE_ACCESS: &str = "offline_access";
+const OFFLINE_ACCESS: &str = "offline_access";
 
 /// How a vendor asks for a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Offline {
+enum Offline {
     /// The `offline_access` scope, with `prompt=consent` (OpenID providers issue refresh tokens
     /// only after an explicit consent).
     ScopeAndConsent,
@@ -31,8 +31,8 @@ pub(crate) struct Dialect {
     /// The authorization parameter naming the scopes (Slack: `user_scope` for user tokens).
     pub(crate) scope_param: &'static str,
     /// Between scopes in that parameter (Slack: a comma).
-    pub(crate) scope_separator: &'static str,
-    pub(crate) offline: Offline,
+    scope_separator: &'static str,
+    offline: Offline,
     /// Added to every authorization URL.
     pub(crate) always: &'static [(&'static str, &'static str)],
     /// Client authentication when the config does not choose (the vendor's documented one).

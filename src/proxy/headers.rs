@@ -11,9 +11,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 // Which headers are hop-by-hop or client credentials: rules the config checks routes against.
 use crate::rules::{HOP_BY_HOP, is_client_credential};
 
-pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers and every header named in `Connection`. A request's
 /// `TE: trailers` survives (it is end-to-end in meaning for gRPC and HTTP/2).

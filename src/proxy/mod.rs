@@ -43,7 +43,7 @@ pub(crate) struct ConnInfo {
 
 /// One request's own facts that phases keep as data (audit events, the `x-request-id` header).
 /// Logging needs none of it: every log line inside the request carries its span.
-pub(crate) struct RequestContext {
+struct RequestContext {
     pub(crate) id: String,
     pub(crate) conn: ConnInfo,
 }

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::body::{Body, BoxError};
 
 /// Requests in flight on one connection and when the last one ended.
-pub(crate) struct Activity {
+struct Activity {
     in_flight: AtomicUsize,
     last_active: std::sync::Mutex<Instant>,
 }

@@ -10,7 +10,7 @@ pub(crate) const MAX_TOKEN_BYTES: usize = 4096;
 
 /// Longest token lifetime believed (ten years): a provider's absurd `expires_in` cannot overflow
 /// the arithmetic or keep a token forever.
-pub(crate) const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
+const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
 
 /// Seconds a provider's `expires_in` stands for, within [`MAX_LIFETIME_SECS`].
 pub(crate) fn lifetime_secs(expires_in: u64) -> i64 {
