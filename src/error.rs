@@ -69,12 +69,12 @@ pub enum ProxyError {
 /// What a client is told about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Classified {
-    pub(crate) status: StatusCode,
+    status: StatusCode,
     /// The `error` code of the JSON body; also the metric, audit and log reason.
     pub(crate) code: &'static str,
-    pub(crate) description: &'static str,
+    description: &'static str,
     /// The `WWW-Authenticate` challenge, for authentication failures (RFC 6750 section 3).
-    pub(crate) challenge: Option<&'static str>,
+    challenge: Option<&'static str>,
 }
 
 const fn plain(status: StatusCode, code: &'static str, description: &'static str) -> Classified {

@@ -20,7 +20,7 @@ pub(crate) enum Outcome {
 /// a user id (`http://idp.example#alice` too), so only the type tells them apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
-pub(crate) enum AuditUser {
+enum AuditUser {
     Id(String),
     Jwt { issuer: String, id: String },
 }
@@ -42,15 +42,15 @@ impl From<&crate::inbound::UserId> for AuditUser {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AuditEvent {
     #[serde(serialize_with = "rfc3339_millis")]
-    pub(crate) time: SystemTime,
+    time: SystemTime,
     pub(crate) event: &'static str,
-    pub(crate) request_id: String,
-    pub(crate) workload: Option<String>,
-    pub(crate) user: Option<AuditUser>,
-    pub(crate) provider: Option<String>,
-    pub(crate) outcome: Outcome,
+    request_id: String,
+    workload: Option<String>,
+    user: Option<AuditUser>,
+    provider: Option<String>,
+    outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<String>,
+    reason: Option<String>,
     source_ip: Option<IpAddr>,
 }
 

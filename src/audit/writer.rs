@@ -86,7 +86,7 @@ impl Writer {
 /// Where lines go, and the bytes not yet written there.
 pub(super) struct Sink {
     target: Target,
-    pub(crate) pending: Vec<u8>,
+    pending: Vec<u8>,
 }
 
 enum Target {

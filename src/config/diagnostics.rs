@@ -93,7 +93,7 @@ impl<'a> Locator<'a> {
     }
 
     /// Line and column of the deepest part of `key` that exists in the file.
-    pub(crate) fn position(&self, key: &str) -> (usize, usize) {
+    fn position(&self, key: &str) -> (usize, usize) {
         let offset = self.offset(key).unwrap_or(0);
         line_column(self.text, offset)
     }

@@ -133,7 +133,7 @@ impl Refreshed<'_> {
 
     /// Stores the renewed tokens over the record read at `version` (before use: a rotated
     /// refresh token is never lost); when it changed meanwhile, what the vault holds decides.
-    async fn store(
+    pub(crate) async fn store(
         &self,
         version: i64,
         tokens: &OAuthTokens,

@@ -19,7 +19,7 @@ pub(crate) enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) kind: EntryKind,
-    pub(crate) name: String,
+    name: String,
 }
 
 impl Entry {

@@ -46,7 +46,7 @@ const UPDATE_ATTEMPTS: usize = 3;
 
 /// Where an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
+enum Origin {
     Config,
     Api,
 }
@@ -58,7 +58,7 @@ pub(crate) struct Workload {
     /// Validates this workload's user JWTs (`[api].default_authorizer` for API-created ones).
     pub(crate) authorizer: Option<String>,
     pub(crate) allowed_return_urls: Vec<String>,
-    pub(crate) origin: Origin,
+    origin: Origin,
     pub(crate) created_at: f64,
     pub(crate) updated_at: f64,
 }
@@ -73,11 +73,11 @@ pub(crate) struct Configured<'a> {
 }
 
 impl<'a> Configured<'a> {
-    pub(crate) fn workload(&self, name: &str) -> Option<&'a WorkloadConfig> {
+    fn workload(&self, name: &str) -> Option<&'a WorkloadConfig> {
         self.config.workloads.iter().find(|w| w.name == name)
     }
 
-    pub(crate) fn provider(&self, name: &str) -> Option<&'a ProviderConfig> {
+    fn provider(&self, name: &str) -> Option<&'a ProviderConfig> {
         self.config.providers.iter().find(|p| p.name == name)
     }
 

@@ -62,7 +62,7 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn status(&self) -> StatusCode {
+    fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::AccessDenied(_) => StatusCode::FORBIDDEN,

@@ -49,17 +49,17 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// One API call in progress: what operations read, and what they report for the audit line.
 struct Call {
-    pub(crate) request_id: String,
-    pub(crate) state: AppState,
-    pub(crate) runtime: Arc<Runtime>,
-    pub(crate) workload: Option<String>,
-    pub(crate) user: Option<UserId>,
-    pub(crate) provider: Option<String>,
+    request_id: String,
+    state: AppState,
+    runtime: Arc<Runtime>,
+    workload: Option<String>,
+    user: Option<UserId>,
+    provider: Option<String>,
 }
 
 impl Call {
     /// The `[api]` section (present, or the call would not have been dispatched).
-    pub(crate) fn api(&self) -> Result<&ApiConfig, ApiError> {
+    fn api(&self) -> Result<&ApiConfig, ApiError> {
         self.runtime
             .config
             .api
@@ -68,12 +68,12 @@ impl Call {
     }
 
     /// The directory service (workload identities and credential providers).
-    pub(crate) fn directory(&self) -> &crate::directory::Directory {
+    fn directory(&self) -> &crate::directory::Directory {
         self.state.directory()
     }
 
     /// The config's entries of the runtime this call holds, for the directory.
-    pub(crate) fn configured(&self) -> crate::directory::Configured<'_> {
+    fn configured(&self) -> crate::directory::Configured<'_> {
         crate::directory::Configured {
             config: &self.runtime.config,
             providers: &self.runtime.providers,
@@ -81,7 +81,7 @@ impl Call {
     }
 
     /// The consent flow's view of the gateway for this call.
-    pub(crate) fn consent(&self) -> crate::consent::Context<'_> {
+    fn consent(&self) -> crate::consent::Context<'_> {
         crate::consent::Context {
             vault: self.state.vault(),
             metrics: self.state.metrics(),
@@ -103,19 +103,19 @@ impl Call {
 
 /// A successful answer: status and JSON body (`None` for an empty body).
 struct Reply {
-    pub(crate) status: StatusCode,
-    pub(crate) body: Option<serde_json::Value>,
+    status: StatusCode,
+    body: Option<serde_json::Value>,
 }
 
 impl Reply {
-    pub(crate) fn ok(body: serde_json::Value) -> Self {
+    fn ok(body: serde_json::Value) -> Self {
         Reply {
             status: StatusCode::OK,
             body: Some(body),
         }
     }
 
-    pub(crate) fn created(body: serde_json::Value) -> Self {
+    fn created(body: serde_json::Value) -> Self {
         Reply {
             status: StatusCode::CREATED,
             body: Some(body),
@@ -131,7 +131,7 @@ impl Reply {
 }
 
 /// Parses a request body (an empty one is `{}`); unknown fields are refused by the types.
-pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -395,7 +395,7 @@ fn respond(reply: Reply, request_id: &str) -> Response<Body> {
 }
 
 /// Pagination over sorted names: the page after `next_token` and the token for the next one.
-pub(crate) fn page<T: Clone>(
+fn page<T: Clone>(
     items: &[(String, T)],
     next_token: Option<&str>,
     max_results: Option<i64>,

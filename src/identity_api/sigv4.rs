@@ -247,7 +247,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
 }
 
 /// The signature over `string_to_sign` with the key derived for (`date`, `region`, `service`).
-pub(crate) fn signature(
+fn signature(
     secret: &str,
     date: &str,
     region: &str,

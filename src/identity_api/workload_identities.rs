@@ -39,7 +39,7 @@ pub(crate) struct ListInput {
     pub(crate) max_results: Option<i64>,
 }
 
-pub(crate) fn arn(call: &Call, name: &str) -> Result<String, ApiError> {
+fn arn(call: &Call, name: &str) -> Result<String, ApiError> {
     call.arn(&format!(
         "workload-identity-directory/default/workload-identity/{name}"
     ))

@@ -21,9 +21,9 @@ pub struct VerifiedJwt {
     pub(crate) issuer: String,
     /// Value of the authorizer's `user_claim`.
     pub(crate) user: String,
-    pub(crate) exp: u64,
+    exp: u64,
     /// The key whose signature was checked.
-    pub(crate) key: KeyTag,
+    key: KeyTag,
 }
 
 impl Expiring for VerifiedJwt {
@@ -37,7 +37,7 @@ impl Expiring for VerifiedJwt {
 }
 
 pub struct Authorizer {
-    pub(crate) config: AuthorizerConfig,
+    config: AuthorizerConfig,
     keys: Arc<KeySource>,
     cache: Option<VerifiedCache<VerifiedJwt>>,
 }

@@ -12,7 +12,7 @@ pub(crate) use crate::rules::expected_issuer;
 /// An issuer as compared: origin (scheme, lowercased host, port unless default) and path
 /// without a trailing slash. `None` unless it is an http(s) URL without query, fragment or
 /// credentials (OpenID Connect Discovery 3).
-pub(crate) fn normalise(issuer: &str) -> Option<String> {
+fn normalise(issuer: &str) -> Option<String> {
     let url = Url::parse(issuer).ok()?;
     let plain = matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some()

@@ -75,7 +75,7 @@ pub struct VerifyKey {
 }
 
 impl VerifyKey {
-    pub(crate) fn accepts(&self, alg: Algorithm) -> bool {
+    fn accepts(&self, alg: Algorithm) -> bool {
         self.family.fits(alg) && self.alg.is_none_or(|a| a == alg)
     }
 }
@@ -111,7 +111,7 @@ impl KeySet {
     }
 
     /// Whether the key with this tag is still in the set.
-    pub(crate) fn holds(&self, tag: KeyTag) -> bool {
+    fn holds(&self, tag: KeyTag) -> bool {
         self.keys.iter().any(|k| k.tag == tag)
     }
 }
@@ -138,7 +138,7 @@ pub enum KeysError {
 
 impl KeysError {
     /// A document keygate refuses to trust (not an outage): logged as an error.
-    pub(crate) fn is_refusal(&self) -> bool {
+    fn is_refusal(&self) -> bool {
         matches!(
             self,
             KeysError::IssuerMismatch { .. } | KeysError::IssuerTaken { .. } | KeysError::Egress(_)

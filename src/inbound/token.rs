@@ -34,7 +34,7 @@ pub(crate) struct TokenHeader {
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<String>,
     /// The media type the token says it is (`typ`), when present.
-    pub(crate) typ: Option<String>,
+    typ: Option<String>,
 }
 
 impl TokenHeader {

@@ -44,8 +44,8 @@ pub enum SigningKeyError {
 /// What a workload access token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WorkloadClaims {
-    pub(crate) iss: String,
-    pub(crate) aud: String,
+    iss: String,
+    aud: String,
     /// The workload's name.
     pub(crate) sub: String,
     /// The user's id (a user id given to the API, or the JWT user's `user_claim` value).
@@ -54,8 +54,8 @@ pub struct WorkloadClaims {
     /// The JWT user's issuer; absent for users named by id.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     uiss: Option<String>,
-    pub(crate) iat: u64,
-    pub(crate) exp: u64,
+    iat: u64,
+    exp: u64,
     jti: String,
 }
 

@@ -38,7 +38,7 @@ pub(crate) struct Grant<'a> {
 }
 
 impl<'a> Grant<'a> {
-    pub(crate) fn scopes(scopes: &'a [String]) -> Self {
+    fn scopes(scopes: &'a [String]) -> Self {
         Grant {
             scopes,
             ..Grant::default()

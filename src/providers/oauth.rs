@@ -25,9 +25,9 @@ use crate::upstream::UpstreamClient;
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoints {
     pub(crate) authorization: Option<Url>,
-    pub(crate) token: Url,
+    token: Url,
     /// The authorization server's issuer, when known (discovery, or `issuer` in the config).
-    pub(crate) issuer: Option<String>,
+    issuer: Option<String>,
     /// The metadata says the authorization response carries `iss` (RFC 9207).
     iss_parameter_supported: bool,
 }

@@ -34,7 +34,7 @@ pub(crate) struct Dialect {
     scope_separator: &'static str,
     offline: Offline,
     /// Added to every authorization URL.
-    pub(crate) always: &'static [(&'static str, &'static str)],
+    always: &'static [(&'static str, &'static str)],
     /// Client authentication when the config does not choose (the vendor's documented one).
     pub(crate) client_auth: ClientAuth,
     /// Token requests are sent as a JSON object instead of a form (Notion).

@@ -44,8 +44,8 @@ pub(crate) struct ConnInfo {
 /// One request's own facts that phases keep as data (audit events, the `x-request-id` header).
 /// Logging needs none of it: every log line inside the request carries its span.
 struct RequestContext {
-    pub(crate) id: String,
-    pub(crate) conn: ConnInfo,
+    id: String,
+    conn: ConnInfo,
 }
 
 /// Handles one proxied request: never fails, errors become the contract's responses. The

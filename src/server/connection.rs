@@ -29,7 +29,7 @@ struct Activity {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
+    fn new() -> Arc<Self> {
         Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
             last_active: std::sync::Mutex::new(Instant::now()),

@@ -52,7 +52,7 @@ pub(super) fn compile_vault(path: &Path, text: &str) -> Result<VaultConfig, Conf
 
 /// The raw TOML (a syntax or shape error is the only diagnostic) and a checker for it, with
 /// relative paths taken from the config's folder.
-fn parse(path: &Path, text: &str) -> Result<(RawConfig, Checker), ConfigError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<(RawConfig, Checker), ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
         ConfigError {
