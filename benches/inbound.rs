@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
@@ -99,7 +99,6 @@ fn authorizer(case: &Case, decoding: DecodingKey, cache_capacity: u64) -> Author
             family: case.family,
             key: decoding,
         }],
-        fetched_at: Instant::now(),
         refresh_after: Duration::from_secs(600),
     });
     Authorizer::new(config, source, cache_capacity)

@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 const STORE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-pub async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }

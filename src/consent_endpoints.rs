@@ -28,14 +28,14 @@ use url::Url;
 
 /// What the browser-facing endpoints use, built by their caller (the router) from the
 /// gateway's state and the runtime in use.
-pub struct Endpoints<'a> {
-    pub vault: &'a Vault,
-    pub metrics: &'a Metrics,
-    pub audit: &'a Audit,
-    pub public_url: &'a Url,
+pub(crate) struct Endpoints<'a> {
+    pub(crate) vault: &'a Vault,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) audit: &'a Audit,
+    pub(crate) public_url: &'a Url,
     /// Where providers' OAuth clients come from (config or API-created).
-    pub directory: &'a Directory,
-    pub configured: Configured<'a>,
+    pub(crate) directory: &'a Directory,
+    pub(crate) configured: Configured<'a>,
 }
 
 impl consent::Clients for Endpoints<'_> {
@@ -84,11 +84,11 @@ fn private(mut response: Response<Body>) -> Response<Body> {
     response
 }
 
-pub async fn authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Response<Body> {
+pub(crate) async fn authorize(endpoints: &Endpoints<'_>, query: Option<&str>) -> Response<Body> {
     private(answer_authorize(endpoints, query).await)
 }
 
-pub async fn callback(
+pub(crate) async fn callback(
     endpoints: &Endpoints<'_>,
     query: Option<&str>,
     peer: IpAddr,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::body::{self, Body};
 
 /// What the echo answers for one request.
-pub fn describe(request: &Request<Incoming>) -> Value {
+fn describe(request: &Request<Incoming>) -> Value {
     let mut headers = Map::new();
     for (name, value) in request.headers() {
         headers.insert(

@@ -34,7 +34,7 @@ pub enum EgressError {
 
 /// Whether keygate may fetch `url`. `found_in` is the URL of the document that named it, if
 /// any; `allow_insecure_http` is the config's explicit opt-in to clear-text fetches.
-pub fn check(
+pub(crate) fn check(
     url: &Url,
     found_in: Option<&Url>,
     allow_insecure_http: bool,
@@ -54,7 +54,7 @@ pub fn check(
 }
 
 /// `localhost` (and its subdomains, RFC 6761) or a loopback IP address.
-pub fn is_loopback_host(url: &Url) -> bool {
+fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -75,7 +75,7 @@ fn is_link_local_host(url: &Url) -> bool {
 }
 
 /// 169.254.0.0/16, fe80::/10, and IPv4-mapped forms of the former.
-pub fn is_link_local(ip: IpAddr) -> bool {
+fn is_link_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -94,7 +94,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(refuse_link_local: bool) -> Self {
+    pub(crate) fn new(refuse_link_local: bool) -> Self {
         Resolver {
             gai: GaiResolver::new(),
             refuse_link_local,

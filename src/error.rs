@@ -23,10 +23,10 @@ use crate::vault::VaultError;
 /// What a caller needs to get a user's consent.
 #[derive(Debug)]
 pub struct ConsentChallenge {
-    pub authorization_url: String,
-    pub session_uri: String,
-    pub provider: String,
-    pub expires_in: i64,
+    pub(crate) authorization_url: String,
+    pub(crate) session_uri: String,
+    pub(crate) provider: String,
+    pub(crate) expires_in: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +68,13 @@ pub enum ProxyError {
 
 /// What a client is told about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Classified {
-    pub status: StatusCode,
+pub(crate) struct Classified {
+    status: StatusCode,
     /// The `error` code of the JSON body; also the metric, audit and log reason.
-    pub code: &'static str,
-    pub description: &'static str,
+    pub(crate) code: &'static str,
+    description: &'static str,
     /// The `WWW-Authenticate` challenge, for authentication failures (RFC 6750 section 3).
-    pub challenge: Option<&'static str>,
+    challenge: Option<&'static str>,
 }
 
 const fn plain(status: StatusCode, code: &'static str, description: &'static str) -> Classified {
@@ -109,7 +109,7 @@ const UNUSABLE_SESSION: Classified = plain(
 
 impl ProxyError {
     /// Status, code, description and challenge: the one table for every error.
-    pub fn classify(&self) -> Classified {
+    pub(crate) fn classify(&self) -> Classified {
         match self {
             ProxyError::BadRequest(reason) => plain(StatusCode::BAD_REQUEST, "bad_request", reason),
             ProxyError::NoRoute => plain(
@@ -161,7 +161,7 @@ impl ProxyError {
 
     /// Logs the error once, with its whole source chain: an internal error as an error, other
     /// server-side failures as warnings, refusals of the client's request at debug level.
-    pub fn log(&self) {
+    pub(crate) fn log(&self) {
         let class = self.classify();
         let chain = Chain(self);
         if class.code == INTERNAL.code {
@@ -173,7 +173,7 @@ impl ProxyError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         let class = self.classify();
         let mut body = json!({ "error": class.code, "error_description": class.description });
         if let ProxyError::ConsentRequired(challenge) = &self {
@@ -299,7 +299,7 @@ impl From<ObtainError> for ProxyError {
 
 /// An error and its sources, `: `-separated, for logs (a top-level message alone often says
 /// little). A source whose text its parent already ends with is not repeated.
-pub struct Chain<'a>(pub &'a dyn std::error::Error);
+struct Chain<'a>(pub(crate) &'a dyn std::error::Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -319,10 +319,10 @@ impl fmt::Display for Chain<'_> {
 }
 
 /// What the proxy forwards: every method but `TRACE` (and `CONNECT`, which has no path).
-pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// A JSON response with the given status.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(body::full(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -12,8 +12,8 @@ use crate::body;
 use crate::upstream::UpstreamClient;
 
 /// Largest document accepted from an IdP or provider.
-pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -30,13 +30,13 @@ pub enum FetchError {
 }
 
 /// A fetched JSON document and the response headers that came with it.
-pub struct Fetched {
-    pub json: serde_json::Value,
-    pub headers: HeaderMap,
+pub(crate) struct Fetched {
+    pub(crate) json: serde_json::Value,
+    pub(crate) headers: HeaderMap,
 }
 
 /// GETs `url` and parses the body as JSON.
-pub async fn get_json(client: &UpstreamClient, url: &Url) -> Result<Fetched, FetchError> {
+pub(crate) async fn get_json(client: &UpstreamClient, url: &Url) -> Result<Fetched, FetchError> {
     let request = Request::get(url.as_str())
         .header(header::ACCEPT, "application/json")
         .body(body::empty())
@@ -45,14 +45,14 @@ pub async fn get_json(client: &UpstreamClient, url: &Url) -> Result<Fetched, Fet
 }
 
 /// A bounded response: status, headers and the whole (size-limited) body.
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// Sends `request` (to `url`) and reads the answer, bounded in time and size, whatever its status.
-pub async fn send(
+pub(crate) async fn send(
     client: &UpstreamClient,
     url: &Url,
     request: Request<body::Body>,
@@ -96,7 +96,7 @@ pub async fn send(
 }
 
 /// Sends `request` (to `url`) and parses a 2xx body as JSON.
-pub async fn send_json(
+async fn send_json(
     client: &UpstreamClient,
     url: &Url,
     request: Request<body::Body>,
@@ -141,7 +141,7 @@ fn transport(url: &Url, error: &dyn std::error::Error) -> FetchError {
 }
 
 /// `max-age` from a `Cache-Control` header, if any.
-pub fn max_age(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn max_age(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all(header::CACHE_CONTROL)
         .iter()

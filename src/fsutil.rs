@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path`, replacing it; with `private`, the file is created with mode 0600.
-pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -22,7 +22,7 @@ pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<(
 /// Creates `path` holding `bytes` (mode 0600) only if it does not exist yet, atomically: the
 /// content is written to a temporary file first and linked into place, so a process racing
 /// this one either creates the file itself or finds it complete. False when it existed.
-pub fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(parent) = parent {
         std::fs::create_dir_all(parent)?;

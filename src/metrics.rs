@@ -9,29 +9,29 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
-    pub requests_total: IntCounterVec,
-    pub request_duration: HistogramVec,
-    pub upstream_duration: HistogramVec,
-    pub config_reloads_total: IntCounterVec,
-    pub config_last_reload_success: IntGauge,
-    pub connections_open: IntGauge,
-    pub inbound_auth_failures_total: IntCounterVec,
-    pub jwks_fetches_total: IntCounterVec,
-    pub vault_lookups_total: IntCounterVec,
-    pub vault_integrity_errors_total: prometheus::IntCounter,
-    pub token_requests_total: IntCounterVec,
-    pub audit_refused_total: prometheus::IntCounter,
+    pub(crate) requests_total: IntCounterVec,
+    pub(crate) request_duration: HistogramVec,
+    pub(crate) upstream_duration: HistogramVec,
+    pub(crate) config_reloads_total: IntCounterVec,
+    pub(crate) config_last_reload_success: IntGauge,
+    pub(crate) connections_open: IntGauge,
+    pub(crate) inbound_auth_failures_total: IntCounterVec,
+    pub(crate) jwks_fetches_total: IntCounterVec,
+    pub(crate) vault_lookups_total: IntCounterVec,
+    pub(crate) vault_integrity_errors_total: prometheus::IntCounter,
+    pub(crate) token_requests_total: IntCounterVec,
+    pub(crate) audit_refused_total: prometheus::IntCounter,
     /// Consent sessions by outcome: started, authorized, denied (at the provider), completed,
     /// user_mismatch.
-    pub consent_sessions_total: IntCounterVec,
+    consent_sessions_total: IntCounterVec,
     /// Consent sessions waiting for the user (set at each scrape from the vault).
-    pub consent_sessions_pending: IntGauge,
+    pub(crate) consent_sessions_pending: IntGauge,
     /// Share of vault lookups answered by the cache (set at each scrape).
-    pub vault_cache_hit_ratio: prometheus::Gauge,
+    vault_cache_hit_ratio: prometheus::Gauge,
 }
 
 /// `keygate_vault_lookups_total{result}` values.
-pub const VAULT_LOOKUP_RESULTS: &[&str] = &[
+const VAULT_LOOKUP_RESULTS: &[&str] = &[
     "cache_hit",
     "store_hit",
     "absent",
@@ -41,7 +41,7 @@ pub const VAULT_LOOKUP_RESULTS: &[&str] = &[
 
 /// `keygate_consent_sessions_total{result}` values. `scope_reduced` counts consents whose
 /// provider said it granted fewer scopes than requested (the tokens are served all the same).
-pub const CONSENT_RESULTS: &[&str] = &[
+const CONSENT_RESULTS: &[&str] = &[
     "started",
     "authorized",
     "denied",
@@ -52,10 +52,10 @@ pub const CONSENT_RESULTS: &[&str] = &[
 ];
 
 /// `keygate_token_requests_total{grant}` values.
-pub const GRANTS: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+const GRANTS: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
 
 /// `keygate_token_requests_total{result}` values.
-pub const TOKEN_RESULTS: &[&str] = &["success", "refused", "unreachable", "error"];
+const TOKEN_RESULTS: &[&str] = &["success", "refused", "unreachable", "error"];
 
 /// Statuses shown at 0 for every route: success and the ones keygate itself answers there.
 const ROUTE_STATUSES: &[&str] = &["200", "401", "403", "502", "503", "504"];
@@ -178,13 +178,8 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// The registry, for modules that register their own metrics.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Counts a consent session outcome.
-    pub fn consent(&self, result: &str) {
+    pub(crate) fn consent(&self, result: &str) {
         self.consent_sessions_total
             .with_label_values(&[result])
             .inc();
@@ -195,7 +190,7 @@ impl Metrics {
     /// reason, vault lookups and consent sessions by result, reloads, and for the config's
     /// routes and OAuth providers their requests by the statuses keygate itself answers and
     /// their token requests by grant and result. Called at start and on every reload.
-    pub fn zero_known_series(
+    pub(crate) fn zero_known_series(
         &self,
         auth_reasons: &[&str],
         routes: &[&str],
@@ -231,7 +226,7 @@ impl Metrics {
     }
 
     /// Recomputes the derived gauges from the counters they summarise.
-    pub fn update_ratios(&self) {
+    pub(crate) fn update_ratios(&self) {
         let count =
             |result: &str| self.vault_lookups_total.with_label_values(&[result]).get() as f64;
         let hits = count("cache_hit");

@@ -12,7 +12,7 @@ use crate::identity_api;
 use crate::proxy::{self, ConnInfo};
 use crate::state::{AppState, Runtime};
 
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     state: &AppState,
     request: Request<Incoming>,
     conn: ConnInfo,
@@ -71,6 +71,6 @@ fn endpoints_for<'a>(
 }
 
 /// Paths keygate keeps for itself, whatever the routes say.
-pub fn is_reserved(path: &str) -> bool {
+fn is_reserved(path: &str) -> bool {
     crate::rules::is_reserved_path(path)
 }

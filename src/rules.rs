@@ -6,17 +6,17 @@
 /// What a name of one kind may hold: ASCII characters `allowed`, `min..=max` of them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NameRule {
-    pub min: usize,
-    pub max: usize,
-    pub allowed: fn(char) -> bool,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    pub(crate) allowed: fn(char) -> bool,
     /// The character class as the identity API's models write it.
-    pub pattern: &'static str,
+    pub(crate) pattern: &'static str,
     /// The rule in words, for config messages.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
 }
 
 impl NameRule {
-    pub fn accepts(&self, value: &str) -> bool {
+    pub(crate) fn accepts(&self, value: &str) -> bool {
         (self.min..=self.max).contains(&value.chars().count()) && value.chars().all(self.allowed)
     }
 }
@@ -50,7 +50,7 @@ pub(crate) const PROVIDER_NAME: NameRule = NameRule {
 
 /// OAuth vendors: AgentCore's name (`credentialProviderVendor`, in its documented order) and
 /// keygate's (`vendor = "..."` in the config).
-pub const VENDORS: &[(&str, &str)] = &[
+pub(crate) const VENDORS: &[(&str, &str)] = &[
     ("GoogleOauth2", "google"),
     ("GithubOauth2", "github"),
     ("SlackOauth2", "slack"),
@@ -203,7 +203,7 @@ const OAUTH_SUFFIX: &str = "/.well-known/oauth-authorization-server";
 /// The issuer a discovery URL names, normalised (as `inbound::discovery::normalise` does): the URL without its
 /// `/.well-known/...` suffix (OpenID, appended form), or with the well-known segment removed
 /// from the front of the path (RFC 8414, inserted form). `None` for any other URL.
-pub fn expected_issuer(discovery_url: &url::Url) -> Option<String> {
+pub(crate) fn expected_issuer(discovery_url: &url::Url) -> Option<String> {
     let path = discovery_url.path();
     let origin = discovery_url.origin().ascii_serialization();
     [OIDC_SUFFIX, OAUTH_SUFFIX].iter().find_map(|suffix| {

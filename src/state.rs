@@ -15,7 +15,7 @@ use crate::inbound::discovery::IssuerRegistry;
 use crate::inbound::jwks::KeySource;
 use crate::inbound::workload_token::SigningKeyError;
 use crate::metrics::Metrics;
-pub use crate::runtime::Runtime;
+pub(crate) use crate::runtime::Runtime;
 use crate::runtime::{BuildContext, BuildError};
 use crate::tls::TlsError;
 use crate::upstream::{self, UpstreamClient};
@@ -118,7 +118,7 @@ impl AppState {
         self.shared.runtime.load_full()
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
 
@@ -131,7 +131,7 @@ impl AppState {
     }
 
     /// Workload identities and credential providers, from the config and the API.
-    pub fn directory(&self) -> &crate::directory::Directory {
+    pub(crate) fn directory(&self) -> &crate::directory::Directory {
         &self.shared.directory
     }
 
@@ -139,16 +139,16 @@ impl AppState {
         &self.shared.vault
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
     }
 
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.shared.ready.store(ready, Ordering::Release);
     }
 
     /// Re-reads the config file and swaps it in; on any error the old config keeps serving.
-    pub async fn reload(&self) -> Result<(), StartError> {
+    pub(crate) async fn reload(&self) -> Result<(), StartError> {
         // SIGHUP is also the log-rotation signal.
         self.shared.audit.reopen().await;
         let result = self.next_runtime().await;

@@ -69,7 +69,7 @@ pub fn client_config(extra_roots: Option<&Path>) -> Result<ClientConfig, TlsErro
 }
 
 /// A client TLS config trusting the webpki roots plus the CAs in every PEM file given.
-pub fn client_config_with_roots<'a>(
+pub(crate) fn client_config_with_roots<'a>(
     extra_roots: impl Iterator<Item = &'a Path>,
 ) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
@@ -86,14 +86,14 @@ pub fn client_config_with_roots<'a>(
 }
 
 /// PEM text of a development CA and a server certificate it signed.
-pub struct DevCertificates {
-    pub ca_cert: String,
-    pub server_cert: String,
-    pub server_key: String,
+struct DevCertificates {
+    ca_cert: String,
+    server_cert: String,
+    server_key: String,
 }
 
 /// Makes a development CA and a server certificate for `hosts` (names or IP addresses).
-pub fn generate_dev_certificates(hosts: &[String]) -> Result<DevCertificates, TlsError> {
+fn generate_dev_certificates(hosts: &[String]) -> Result<DevCertificates, TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
         KeyUsagePurpose,

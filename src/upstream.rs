@@ -29,7 +29,7 @@ pub fn client(extra_roots: Option<&Path>) -> Result<UpstreamClient, TlsError> {
 }
 
 /// A client with this TLS config and resolver.
-pub fn client_with(tls: rustls::ClientConfig, resolver: Resolver) -> UpstreamClient {
+pub(crate) fn client_with(tls: rustls::ClientConfig, resolver: Resolver) -> UpstreamClient {
     let mut http = HttpConnector::new_with_resolver(resolver);
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Success,
     Denied,
     Error,
@@ -20,7 +20,7 @@ pub enum Outcome {
 /// a user id (`http://idp.example#alice` too), so only the type tells them apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
-pub enum AuditUser {
+enum AuditUser {
     Id(String),
     Jwt { issuer: String, id: String },
 }
@@ -40,18 +40,18 @@ impl From<&crate::inbound::UserId> for AuditUser {
 /// One audited action.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEvent {
+pub(crate) struct AuditEvent {
     #[serde(serialize_with = "rfc3339_millis")]
-    pub time: SystemTime,
-    pub event: &'static str,
-    pub request_id: String,
-    pub workload: Option<String>,
-    pub user: Option<AuditUser>,
-    pub provider: Option<String>,
-    pub outcome: Outcome,
+    time: SystemTime,
+    pub(crate) event: &'static str,
+    request_id: String,
+    workload: Option<String>,
+    user: Option<AuditUser>,
+    provider: Option<String>,
+    outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub source_ip: Option<IpAddr>,
+    reason: Option<String>,
+    source_ip: Option<IpAddr>,
 }
 
 fn rfc3339_millis<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
@@ -59,7 +59,7 @@ fn rfc3339_millis<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::
 }
 
 impl AuditEvent {
-    pub fn new(event: &'static str, request_id: &str, outcome: Outcome) -> Self {
+    pub(crate) fn new(event: &'static str, request_id: &str, outcome: Outcome) -> Self {
         AuditEvent {
             time: SystemTime::now(),
             event,
@@ -73,27 +73,27 @@ impl AuditEvent {
         }
     }
 
-    pub fn workload(mut self, workload: Option<&str>) -> Self {
+    pub(crate) fn workload(mut self, workload: Option<&str>) -> Self {
         self.workload = workload.map(str::to_string);
         self
     }
 
-    pub fn user(mut self, user: Option<&crate::inbound::UserId>) -> Self {
+    pub(crate) fn user(mut self, user: Option<&crate::inbound::UserId>) -> Self {
         self.user = user.map(AuditUser::from);
         self
     }
 
-    pub fn provider(mut self, provider: Option<&str>) -> Self {
+    pub(crate) fn provider(mut self, provider: Option<&str>) -> Self {
         self.provider = provider.map(str::to_string);
         self
     }
 
-    pub fn reason(mut self, reason: Option<&str>) -> Self {
+    pub(crate) fn reason(mut self, reason: Option<&str>) -> Self {
         self.reason = reason.map(str::to_string);
         self
     }
 
-    pub fn source(mut self, ip: IpAddr) -> Self {
+    pub(crate) fn source(mut self, ip: IpAddr) -> Self {
         self.source_ip = Some(ip);
         self
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
-pub use event::{AuditEvent, AuditUser, Outcome};
+pub(crate) use event::{AuditEvent, Outcome};
 use queue::Queue;
 use writer::{Sink, Writer};
 
@@ -34,13 +34,13 @@ use crate::config::AuditConfig;
 pub struct AuditFull;
 
 /// Room for one event in the queue, reserved ahead; given back if dropped unused.
-pub struct AuditSlot {
+pub(crate) struct AuditSlot {
     handle: Arc<Handle>,
     filled: bool,
 }
 
 impl AuditSlot {
-    pub fn record(mut self, event: AuditEvent) {
+    pub(crate) fn record(mut self, event: AuditEvent) {
         self.filled = true;
         self.handle.queue.push_reserved(event);
     }
@@ -76,7 +76,10 @@ impl Drop for Handle {
 
 impl Audit {
     /// Starts the writer for `config`; `refused` counts events refused because the queue was full.
-    pub fn start(config: &AuditConfig, refused: Option<IntCounter>) -> std::io::Result<Audit> {
+    pub(crate) fn start(
+        config: &AuditConfig,
+        refused: Option<IntCounter>,
+    ) -> std::io::Result<Audit> {
         let queue = Arc::new(Queue::new(config.queue_capacity));
         let failing = Arc::new(AtomicBool::new(false));
         let writer = Writer {
@@ -100,7 +103,7 @@ impl Audit {
 
     /// Queues an event without waiting; `Err` when the queue is full or the file cannot be
     /// written (refuse the request).
-    pub fn record(&self, event: AuditEvent) -> Result<(), AuditFull> {
+    pub(crate) fn record(&self, event: AuditEvent) -> Result<(), AuditFull> {
         self.writable()?;
         self.handle
             .queue
@@ -111,7 +114,7 @@ impl Audit {
     /// Reserves room for one event, to be recorded once the outcome is known (the identity
     /// API reserves before acting, so an action is never left unaudited); `Err` when full or
     /// when the file cannot be written.
-    pub fn reserve(&self) -> Result<AuditSlot, AuditFull> {
+    pub(crate) fn reserve(&self) -> Result<AuditSlot, AuditFull> {
         self.writable()?;
         self.handle
             .queue
@@ -147,7 +150,7 @@ impl Audit {
     }
 
     /// Reopens the file (SIGHUP after rotation); events recorded from now on go to the new one.
-    pub async fn reopen(&self) {
+    pub(crate) async fn reopen(&self) {
         self.handle.queue.reopen();
     }
 }

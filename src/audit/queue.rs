@@ -20,12 +20,12 @@ pub(super) struct Full;
 /// What the writer takes in one go.
 #[derive(Default)]
 pub(super) struct Batch {
-    pub events: Vec<AuditEvent>,
+    pub(crate) events: Vec<AuditEvent>,
     /// Answered once this batch (and everything before it) is on disk.
-    pub flushes: Vec<oneshot::Sender<()>>,
-    pub reopen: bool,
+    pub(crate) flushes: Vec<oneshot::Sender<()>>,
+    pub(crate) reopen: bool,
     /// Every handle is gone: write this batch and stop.
-    pub closed: bool,
+    pub(crate) closed: bool,
 }
 
 #[derive(Default)]
@@ -44,7 +44,7 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Queue {
             state: Mutex::default(),
             wake: Condvar::new(),
@@ -57,7 +57,7 @@ impl Queue {
     }
 
     /// Appends an event; `Err` when the queue is full.
-    pub fn push(&self, event: AuditEvent) -> Result<(), Full> {
+    pub(crate) fn push(&self, event: AuditEvent) -> Result<(), Full> {
         let mut state = self.lock();
         if state.pending.events.len() + state.reserved >= self.capacity {
             return Err(Full);
@@ -67,7 +67,7 @@ impl Queue {
     }
 
     /// Promises room for one event later.
-    pub fn reserve(&self) -> Result<(), Full> {
+    pub(crate) fn reserve(&self) -> Result<(), Full> {
         let mut state = self.lock();
         if state.pending.events.len() + state.reserved >= self.capacity {
             return Err(Full);
@@ -77,14 +77,14 @@ impl Queue {
     }
 
     /// Fills a reserved slot (never refused).
-    pub fn push_reserved(&self, event: AuditEvent) {
+    pub(crate) fn push_reserved(&self, event: AuditEvent) {
         let mut state = self.lock();
         state.reserved = state.reserved.saturating_sub(1);
         self.append(&mut state, event);
     }
 
     /// Gives back a reserved slot that was not used.
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         let mut state = self.lock();
         state.reserved = state.reserved.saturating_sub(1);
     }
@@ -97,17 +97,17 @@ impl Queue {
     }
 
     /// Asks the writer to write and flush everything queued so far, then answer `done`.
-    pub fn flush(&self, done: oneshot::Sender<()>) {
+    pub(crate) fn flush(&self, done: oneshot::Sender<()>) {
         self.lock().pending.flushes.push(done);
         self.wake.notify_one();
     }
 
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.lock().pending.reopen = true;
         self.wake.notify_one();
     }
 
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.lock().pending.closed = true;
         self.wake.notify_one();
     }
@@ -115,7 +115,7 @@ impl Queue {
     /// The writer's side: waits for work (at most `idle` when nothing comes), then lingers up
     /// to `linger` for a fuller batch unless one is full, a flush is asked for, or the queue
     /// closes. Hands over everything pending.
-    pub fn next_batch(&self, idle: Duration, linger: Duration) -> Batch {
+    pub(crate) fn next_batch(&self, idle: Duration, linger: Duration) -> Batch {
         let mut state = self.lock();
         if is_empty(&state.pending) {
             state.writer_idle = true;

@@ -23,15 +23,15 @@ const IDLE_WAIT: Duration = Duration::from_secs(60);
 const BUFFER_KEEP: usize = 1 << 20;
 
 pub(super) struct Writer {
-    pub sink: Sink,
-    pub queue: Arc<Queue>,
+    pub(crate) sink: Sink,
+    pub(crate) queue: Arc<Queue>,
     /// Set while the file cannot be written.
-    pub failing: Arc<AtomicBool>,
+    pub(crate) failing: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Writes batches until every handle is gone, then writes what is left and returns.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         loop {
             let idle = if self.failing.load(Ordering::Acquire) {
                 RETRY_INTERVAL
@@ -86,7 +86,7 @@ impl Writer {
 /// Where lines go, and the bytes not yet written there.
 pub(super) struct Sink {
     target: Target,
-    pub pending: Vec<u8>,
+    pending: Vec<u8>,
 }
 
 enum Target {
@@ -95,7 +95,7 @@ enum Target {
 }
 
 impl Sink {
-    pub fn open(sink: &AuditSink) -> std::io::Result<Sink> {
+    pub(crate) fn open(sink: &AuditSink) -> std::io::Result<Sink> {
         let target = match sink {
             AuditSink::Stdout => Target::Stdout,
             AuditSink::File(path) => Target::File {

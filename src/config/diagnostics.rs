@@ -8,28 +8,28 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
+pub(crate) enum Severity {
     Error,
     Warning,
 }
 
 /// One problem before it has been placed in the file.
 #[derive(Debug, Clone)]
-pub struct Problem {
-    pub severity: Severity,
+pub(crate) struct Problem {
+    pub(crate) severity: Severity,
     /// Dotted key path, with `[n]` for array elements: `routes[0].timeout`.
-    pub key: String,
-    pub message: String,
+    pub(crate) key: String,
+    pub(crate) message: String,
 }
 
 /// One problem placed at a line and column (both 1-based) of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    pub severity: Severity,
-    pub path: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
+    pub(crate) severity: Severity,
+    pub(crate) path: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Diagnostic {
@@ -57,7 +57,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn io(path: &Path, err: &std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, err: &std::io::Error) -> Self {
         ConfigError {
             diagnostics: vec![Diagnostic {
                 severity: Severity::Error,
@@ -67,12 +67,6 @@ impl ConfigError {
                 message: format!("cannot read config file: {err}"),
             }],
         }
-    }
-
-    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
     }
 }
 
@@ -85,13 +79,13 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 }
 
 /// Finds positions of key paths in one TOML text.
-pub struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     text: &'a str,
     root: Option<toml::Spanned<DeTable<'a>>>,
 }
 
 impl<'a> Locator<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Locator {
             text,
             root: DeTable::parse(text).ok(),
@@ -99,7 +93,7 @@ impl<'a> Locator<'a> {
     }
 
     /// Line and column of the deepest part of `key` that exists in the file.
-    pub fn position(&self, key: &str) -> (usize, usize) {
+    fn position(&self, key: &str) -> (usize, usize) {
         let offset = self.offset(key).unwrap_or(0);
         line_column(self.text, offset)
     }
@@ -135,7 +129,7 @@ impl<'a> Locator<'a> {
     }
 
     /// A diagnostic for a problem, placed in `path`.
-    pub fn place(&self, path: &Path, problem: Problem) -> Diagnostic {
+    pub(crate) fn place(&self, path: &Path, problem: Problem) -> Diagnostic {
         let (line, column) = self.position(&problem.key);
         Diagnostic {
             severity: problem.severity,
@@ -157,7 +151,7 @@ fn split_indices(segment: &str) -> (&str, Vec<usize>) {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;

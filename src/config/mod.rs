@@ -6,9 +6,9 @@
 //! compiles it into the routes the proxy uses, which never sees raw config.
 
 mod compile;
-pub mod diagnostics;
-pub mod raw;
-pub mod secret;
+mod diagnostics;
+pub(crate) mod raw;
+pub(crate) mod secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,54 +18,52 @@ use http::HeaderName;
 use secrecy::SecretString;
 use url::Url;
 
-pub use diagnostics::{ConfigError, Diagnostic, Severity};
+pub(crate) use diagnostics::{ConfigError, Diagnostic};
 pub use secret::{SecretError, SecretSource};
 
 /// A validated configuration. Cheap to share behind an `Arc`; replaced whole on reload.
 #[derive(Debug)]
 pub struct Config {
     /// The file this was read from.
-    pub source: PathBuf,
-    /// Where keygate keeps local state (the SQLite store's folder, else `data/` beside the config).
-    pub data_dir: PathBuf,
+    pub(crate) source: PathBuf,
     pub server: ServerConfig,
     pub vault: VaultConfig,
-    pub audit: AuditConfig,
-    pub api: Option<ApiConfig>,
+    pub(crate) audit: AuditConfig,
+    pub(crate) api: Option<ApiConfig>,
     pub authorizers: Vec<AuthorizerConfig>,
-    pub workloads: Vec<WorkloadConfig>,
+    pub(crate) workloads: Vec<WorkloadConfig>,
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub admin_listen: Option<SocketAddr>,
+    pub(crate) listen: SocketAddr,
+    pub(crate) admin_listen: Option<SocketAddr>,
     /// How browsers and IdPs reach `listen`; no trailing slash.
     pub public_url: Url,
-    pub tls: Option<TlsFiles>,
-    pub limits: ServerLimits,
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) limits: ServerLimits,
     /// Extra roots (PEM files) trusted for IdP and provider fetches.
-    pub extra_ca_certs: Vec<PathBuf>,
+    pub(crate) extra_ca_certs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+pub(crate) struct TlsFiles {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// Edge hardening, after Envoy's edge guide.
 #[derive(Debug, Clone)]
-pub struct ServerLimits {
-    pub max_connections: usize,
-    pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub drain_timeout: Duration,
-    pub max_headers: usize,
-    pub max_header_bytes: usize,
-    pub h2_max_concurrent_streams: u32,
+pub(crate) struct ServerLimits {
+    pub(crate) max_connections: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) max_headers: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) h2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerLimits {
@@ -92,26 +90,26 @@ pub struct VaultConfig {
 }
 
 #[derive(Debug, Clone)]
-pub enum AuditSink {
+pub(crate) enum AuditSink {
     Stdout,
     File(PathBuf),
 }
 
 #[derive(Debug, Clone)]
-pub struct AuditConfig {
-    pub sink: AuditSink,
-    pub queue_capacity: usize,
+pub(crate) struct AuditConfig {
+    pub(crate) sink: AuditSink,
+    pub(crate) queue_capacity: usize,
 }
 
 #[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub region: String,
-    pub account_id: String,
-    pub max_workload_identities: u32,
+pub(crate) struct ApiConfig {
+    pub(crate) region: String,
+    pub(crate) account_id: String,
+    pub(crate) max_workload_identities: u32,
     /// Most credential providers the API may create (their names label metrics).
-    pub max_credential_providers: u32,
-    pub default_authorizer: Option<String>,
-    pub credentials: Vec<ApiCredential>,
+    pub(crate) max_credential_providers: u32,
+    pub(crate) default_authorizer: Option<String>,
+    pub(crate) credentials: Vec<ApiCredential>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,86 +138,86 @@ pub struct AuthorizerConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRule {
-    pub claim: String,
-    pub operator: ClaimOperator,
-    pub values: Vec<String>,
+    pub(crate) claim: String,
+    pub(crate) operator: ClaimOperator,
+    pub(crate) values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimOperator {
+pub(crate) enum ClaimOperator {
     Equals,
     Contains,
     ContainsAny,
 }
 
 #[derive(Debug, Clone)]
-pub struct WorkloadConfig {
-    pub name: String,
-    pub authorizer: Option<String>,
-    pub allowed_return_urls: Vec<String>,
+pub(crate) struct WorkloadConfig {
+    pub(crate) name: String,
+    pub(crate) authorizer: Option<String>,
+    pub(crate) allowed_return_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
-    pub name: String,
-    pub kind: ProviderKind,
+    pub(crate) name: String,
+    pub(crate) kind: ProviderKind,
 }
 
 #[derive(Debug, Clone)]
-pub enum ProviderKind {
+pub(crate) enum ProviderKind {
     OAuth2(Box<OAuth2Provider>),
     ApiKey { api_key: SecretString },
 }
 
 #[derive(Debug, Clone)]
-pub struct OAuth2Provider {
-    pub vendor: String,
-    pub client_id: String,
-    pub client_secret: Option<SecretString>,
-    pub discovery_url: Option<Url>,
-    pub issuer: Option<String>,
-    pub authorization_endpoint: Option<Url>,
-    pub token_endpoint: Option<Url>,
+pub(crate) struct OAuth2Provider {
+    pub(crate) vendor: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<SecretString>,
+    pub(crate) discovery_url: Option<Url>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) authorization_endpoint: Option<Url>,
+    pub(crate) token_endpoint: Option<Url>,
     /// How the client authenticates at the token endpoint; `None`: the way the vendor's
     /// documentation does (`providers::vendors::dialect`).
-    pub client_auth: Option<ClientAuth>,
-    pub tenant: Option<String>,
-    pub domain: Option<String>,
+    pub(crate) client_auth: Option<ClientAuth>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) domain: Option<String>,
     /// Clear-text discovery and token endpoints allowed on non-loopback hosts.
-    pub allow_insecure_http: bool,
+    pub(crate) allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
 }
 
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    pub name: String,
-    pub path_prefix: String,
+    pub(crate) name: String,
+    pub(crate) path_prefix: String,
     /// Lower-cased host name (no port) this route is limited to.
-    pub host: Option<String>,
-    pub upstream: Url,
-    pub authorizer: Option<String>,
-    pub workload: Option<String>,
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
-    pub credential: Option<CredentialConfig>,
+    pub(crate) host: Option<String>,
+    pub(crate) upstream: Url,
+    pub(crate) authorizer: Option<String>,
+    pub(crate) workload: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) credential: Option<CredentialConfig>,
 }
 
 #[derive(Debug, Clone)]
-pub struct CredentialConfig {
-    pub provider: Option<String>,
-    pub flow: Flow,
-    pub scopes: Vec<String>,
-    pub return_url: Option<String>,
-    pub force_authentication: bool,
-    pub injection: Injection,
+pub(crate) struct CredentialConfig {
+    pub(crate) provider: Option<String>,
+    pub(crate) flow: Flow,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) return_url: Option<String>,
+    pub(crate) force_authentication: bool,
+    pub(crate) injection: Injection,
     /// Client headers of `crate::rules::CLIENT_CREDENTIAL_HEADERS` that still reach the
     /// upstream on this route (`pass_headers`).
-    pub pass_headers: Vec<HeaderName>,
+    pub(crate) pass_headers: Vec<HeaderName>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +230,7 @@ pub enum Flow {
 
 /// Where an outbound credential goes.
 #[derive(Debug, Clone)]
-pub enum Injection {
+pub(crate) enum Injection {
     /// `format` holds `{token}` once.
     Header {
         name: HeaderName,

@@ -29,7 +29,7 @@ pub enum SecretError {
 
 impl SecretSource {
     /// Parses a config value; relative `file:` paths are taken from `base_dir`.
-    pub fn parse(value: &str, base_dir: &Path) -> Self {
+    pub(crate) fn parse(value: &str, base_dir: &Path) -> Self {
         if let Some(name) = value.strip_prefix("env:") {
             SecretSource::Env(name.to_string())
         } else if let Some(path) = value.strip_prefix("file:") {
@@ -39,12 +39,12 @@ impl SecretSource {
         }
     }
 
-    pub fn is_literal(&self) -> bool {
+    pub(crate) fn is_literal(&self) -> bool {
         matches!(self, SecretSource::Literal(_))
     }
 
     /// Reads the secret now. A file's trailing newline is trimmed.
-    pub fn resolve(&self) -> Result<SecretString, SecretError> {
+    pub(crate) fn resolve(&self) -> Result<SecretString, SecretError> {
         let value = match self {
             SecretSource::Env(name) => {
                 std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?

@@ -14,7 +14,7 @@ use crate::vault::{Vault, store};
 
 /// The provider's redirect back: exchanges the code (or records the provider's error) and
 /// returns where to send the browser (the session's return URL with `session_id`).
-pub async fn callback(
+pub(crate) async fn callback(
     vault: &Vault,
     public_url: &Url,
     clients: &impl Clients,
@@ -135,7 +135,7 @@ fn authorized(tokens: TokenResponse, requested: &[String]) -> Status {
 
 /// How the code exchange at the provider's token endpoint went, when one was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exchange {
+pub(crate) enum Exchange {
     Success,
     Failed {
         /// The `keygate_token_requests_total{result}` label.
@@ -148,25 +148,25 @@ pub enum Exchange {
 
 /// The parameters of the provider's redirect back (the authorization response).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Response<'a> {
-    pub code: Option<&'a str>,
-    pub error: Option<&'a str>,
+pub(crate) struct Response<'a> {
+    pub(crate) code: Option<&'a str>,
+    pub(crate) error: Option<&'a str>,
     /// RFC 9207's `iss`, naming the authorization server that answered.
-    pub iss: Option<&'a str>,
+    pub(crate) iss: Option<&'a str>,
 }
 
 /// The outcome of the provider's redirect back.
-pub struct Callback {
+pub(crate) struct Callback {
     /// Where the browser goes next (the app's return URL).
-    pub redirect: Url,
+    pub(crate) redirect: Url,
     /// Why the session failed, when the provider or the code exchange refused it.
-    pub refused: Option<String>,
+    pub(crate) refused: Option<String>,
     /// Requested scopes the provider's answer says it did not grant (the tokens serve all the
     /// same: the provider decides what they are good for).
-    pub reduced: Vec<String>,
+    pub(crate) reduced: Vec<String>,
     /// The code exchange, when the provider sent a code.
-    pub exchange: Option<Exchange>,
-    pub session: Session,
+    pub(crate) exchange: Option<Exchange>,
+    pub(crate) session: Session,
 }
 
 pub(super) fn sanitize(code: &str) -> String {

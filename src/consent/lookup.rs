@@ -15,7 +15,7 @@ use crate::vault::{Credential, Owner, store};
 
 /// What the vault holds for a request.
 #[derive(Debug)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// A token to use now.
     Token(SecretString),
     /// No usable token: start a consent for these scopes.
@@ -24,7 +24,7 @@ pub enum Lookup {
 
 /// The user's token for `owner` and `scopes`, or the scopes to ask consent for. Concurrent
 /// refreshes of one entry are merged through `refreshes`.
-pub async fn user_token(
+pub(crate) async fn user_token(
     cx: &Context<'_>,
     client: Option<&Arc<OAuthClient>>,
     owner: &Owner,

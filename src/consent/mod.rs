@@ -15,38 +15,40 @@ use crate::vault::{Owner, Vault, VaultError};
 
 mod callback;
 mod complete;
-pub mod lookup;
-pub mod obtain;
+pub(crate) mod lookup;
+mod obtain;
 pub mod pending;
-pub mod refresh;
+pub(crate) mod refresh;
 mod session;
 mod start;
 
-pub use callback::{Callback, Exchange, Response, callback};
+pub(crate) use callback::{Callback, Exchange, Response, callback};
 pub use complete::{Redemption, complete, redeem};
-pub use obtain::{ObtainError, Obtained, Polled, SessionDetails, Wanted, poll, token_or_challenge};
+pub(crate) use obtain::{
+    ObtainError, Obtained, Polled, SessionDetails, Wanted, poll, token_or_challenge,
+};
 pub use session::{
     Session, SessionUser, Status, callback_url, peek, pending_count, session_id, session_owner,
     status, user_owner,
 };
 use session::{load, load_versioned, replace, save};
 use start::started;
-pub use start::{Request, Started, authorization_redirect, authorization_url, start};
+pub(crate) use start::{Request, Started, authorization_redirect, authorization_url, start};
 
 /// What the consent flow uses of the gateway, handed in by its callers (the proxy, the identity
 /// API): the vault, metrics and audit log, keygate's public URL, and the runtime's merging of
 /// concurrent refreshes.
 #[derive(Clone, Copy)]
-pub struct Context<'a> {
-    pub vault: &'a Vault,
-    pub metrics: &'a crate::metrics::Metrics,
-    pub audit: &'a crate::audit::Audit,
-    pub public_url: &'a Url,
+pub(crate) struct Context<'a> {
+    pub(crate) vault: &'a Vault,
+    pub(crate) metrics: &'a crate::metrics::Metrics,
+    pub(crate) audit: &'a crate::audit::Audit,
+    pub(crate) public_url: &'a Url,
     /// Refreshes of users' tokens in progress, merged per vault entry.
-    pub refreshes: &'a moka::future::Cache<Owner, std::sync::Arc<SecretString>>,
+    pub(crate) refreshes: &'a moka::future::Cache<Owner, std::sync::Arc<SecretString>>,
 }
 
-pub const SESSION_LIFETIME_SECS: i64 = 600;
+const SESSION_LIFETIME_SECS: i64 = 600;
 pub const SESSION_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +74,7 @@ pub enum ConsentError {
 }
 
 /// Where the consent steps find a provider's OAuth client (config or API-created).
-pub trait Clients: Sync {
+pub(crate) trait Clients: Sync {
     fn client(
         &self,
         provider: &str,

@@ -19,29 +19,29 @@ use crate::inbound::UserId;
 use crate::providers::oauth::OAuthClient;
 
 /// Whose token is wanted, for what.
-pub struct Wanted<'a> {
-    pub workload: &'a str,
-    pub user: &'a UserId,
-    pub provider: &'a str,
+pub(crate) struct Wanted<'a> {
+    pub(crate) workload: &'a str,
+    pub(crate) user: &'a UserId,
+    pub(crate) provider: &'a str,
     /// The provider's OAuth client, to refresh a token near expiry (none: no refresh).
-    pub client: Option<&'a Arc<OAuthClient>>,
-    pub scopes: &'a [String],
+    pub(crate) client: Option<&'a Arc<OAuthClient>>,
+    pub(crate) scopes: &'a [String],
     /// A fresh consent every time, never the vaulted token.
-    pub force_authentication: bool,
+    pub(crate) force_authentication: bool,
     /// The `sessionUri` of the forced consent the caller completed (a proxy client's retry).
-    pub completed_session: Option<&'a str>,
+    pub(crate) completed_session: Option<&'a str>,
 }
 
 /// What a new consent session carries besides [`Wanted`]: asked for only when one is started.
-pub struct SessionDetails {
-    pub return_url: String,
-    pub custom_state: Option<String>,
-    pub custom_parameters: Vec<(String, String)>,
+pub(crate) struct SessionDetails {
+    pub(crate) return_url: String,
+    pub(crate) custom_state: Option<String>,
+    pub(crate) custom_parameters: Vec<(String, String)>,
 }
 
 /// The answer.
 #[derive(Debug)]
-pub enum Obtained {
+pub(crate) enum Obtained {
     /// A token to use now.
     Token(SecretString),
     /// The user must consent first: the session to send them to.
@@ -50,7 +50,7 @@ pub enum Obtained {
 
 /// Why neither a token nor a challenge could be given.
 #[derive(Debug, thiserror::Error)]
-pub enum ObtainError {
+pub(crate) enum ObtainError {
     /// Reading or refreshing the vaulted token failed (the vault, or the provider).
     #[error(transparent)]
     Refresh(Arc<RefreshError>),
@@ -61,7 +61,7 @@ pub enum ObtainError {
 
 /// The user's token, or the consent challenge to answer with. `details` is called only when a
 /// session is started (so its checks never stand between a caller and a vaulted token).
-pub async fn token_or_challenge<E, F, Fut>(
+pub(crate) async fn token_or_challenge<E, F, Fut>(
     cx: &Context<'_>,
     wanted: &Wanted<'_>,
     request_id: &str,
@@ -134,7 +134,7 @@ async fn vaulted(
 
 /// Where a polled session stands, for its own workload, user and provider.
 #[derive(Debug)]
-pub enum Polled {
+pub(crate) enum Polled {
     /// Completed: the user's token.
     Token(SecretString),
     /// Waiting for the user or for `CompleteResourceTokenAuth`.
@@ -146,7 +146,7 @@ pub enum Polled {
 /// A poll of `session_uri`. Only the session's own workload, user and provider may poll it:
 /// anyone else gets [`Polled::Failed`], the answer for a session that does not exist, so
 /// polling cannot tell whether someone else's session exists.
-pub async fn poll(
+pub(crate) async fn poll(
     cx: &Context<'_>,
     wanted: &Wanted<'_>,
     session_uri: &str,

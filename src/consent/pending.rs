@@ -21,7 +21,7 @@ const KIND: OwnerKind = OwnerKind::ConsentPending;
 
 /// The index record of a session: keyed by the request (reusable) or by the session id
 /// (forced: never reused, only counted).
-pub fn index_owner(request: &Request<'_>, forced_id: Option<&str>) -> Owner {
+pub(crate) fn index_owner(request: &Request<'_>, forced_id: Option<&str>) -> Owner {
     let qualifier = match forced_id {
         Some(id) => format!("forced:{id}"),
         None => request_digest(request),
@@ -56,7 +56,7 @@ fn request_digest(request: &Request<'_>) -> String {
 
 /// The id and session of a pending session started for the same request, while the user still
 /// has time to finish it.
-pub async fn reusable(
+pub(crate) async fn reusable(
     vault: &Vault,
     index: &Owner,
 ) -> Result<Option<(String, Session)>, ConsentError> {
@@ -80,7 +80,7 @@ pub async fn reusable(
 }
 
 /// Refuses a new session when the user already holds the maximum.
-pub async fn check_capacity(vault: &Vault, index: &Owner) -> Result<(), ConsentError> {
+pub(crate) async fn check_capacity(vault: &Vault, index: &Owner) -> Result<(), ConsentError> {
     let held = vault
         .count_live_for_user(KIND, &index.user_issuer, &index.user_id)
         .await?;
@@ -91,7 +91,7 @@ pub async fn check_capacity(vault: &Vault, index: &Owner) -> Result<(), ConsentE
 }
 
 /// Records the session's index entry, living as long as the session.
-pub async fn record(
+pub(crate) async fn record(
     vault: &Vault,
     index: &Owner,
     id: &str,
@@ -109,7 +109,7 @@ pub async fn record(
 
 /// Forgets the index entry of a session that is over (completed or failed), so it no longer
 /// counts against its user; the session record itself stays for pollers until it expires.
-pub async fn forget(vault: &Vault, index: Option<&Owner>) {
+pub(crate) async fn forget(vault: &Vault, index: Option<&Owner>) {
     if let Some(index) = index
         && let Err(error) = vault.delete(index).await
     {
@@ -118,7 +118,7 @@ pub async fn forget(vault: &Vault, index: Option<&Owner>) {
 }
 
 /// The index entry of `session`, when it has one (sessions from before it was kept do not).
-pub fn index_of(session: &Session) -> Option<Owner> {
+pub(crate) fn index_of(session: &Session) -> Option<Owner> {
     session.index.as_ref().map(|qualifier| {
         Owner::consent_pending(
             &session.workload,

@@ -27,7 +27,7 @@ pub enum RefreshError {
 
 /// Refreshes the entry: because it is near expiry, or (`rejected`) because the resource server
 /// refused that access token before its time.
-pub async fn refresh(
+pub(crate) async fn refresh(
     cx: &Context<'_>,
     client: &OAuthClient,
     owner: &Owner,
@@ -133,7 +133,7 @@ impl Refreshed<'_> {
 
     /// Stores the renewed tokens over the record read at `version` (before use: a rotated
     /// refresh token is never lost); when it changed meanwhile, what the vault holds decides.
-    async fn store(
+    pub(crate) async fn store(
         &self,
         version: i64,
         tokens: &OAuthTokens,
@@ -208,7 +208,7 @@ impl Refreshed<'_> {
 
 /// After the resource server refused `rejected` (401): a refreshed token, merged with any
 /// concurrent refresh of the same entry; `None` when there is nothing to refresh with.
-pub async fn after_rejection(
+pub(crate) async fn after_rejection(
     cx: &Context<'_>,
     client: &OAuthClient,
     owner: &Owner,

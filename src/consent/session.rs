@@ -36,19 +36,19 @@ pub enum Status {
 /// never shows the PKCE verifier, the custom state or the pending tokens.)
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
-    pub workload: String,
-    pub user: SessionUser,
-    pub provider: String,
-    pub scopes: Vec<String>,
-    pub return_url: String,
-    pub custom_state: Option<String>,
-    pub custom_parameters: Vec<(String, String)>,
-    pub verifier: String,
+    pub(crate) workload: String,
+    pub(crate) user: SessionUser,
+    pub(crate) provider: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) return_url: String,
+    pub(crate) custom_state: Option<String>,
+    pub(crate) custom_parameters: Vec<(String, String)>,
+    pub(crate) verifier: String,
     pub expires_at: i64,
-    pub status: Status,
+    pub(crate) status: Status,
     /// The qualifier of its `consent_pending` index entry (see [`super::pending`]).
     #[serde(default)]
-    pub index: Option<String>,
+    pub(crate) index: Option<String>,
 }
 
 impl std::fmt::Debug for Status {
@@ -85,8 +85,8 @@ impl std::fmt::Debug for Session {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
-    pub issuer: Option<String>,
-    pub id: String,
+    pub(crate) issuer: Option<String>,
+    pub(crate) id: String,
 }
 
 impl From<&UserId> for SessionUser {

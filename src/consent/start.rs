@@ -17,22 +17,22 @@ use crate::vault::{Vault, VaultError, store};
 /// What starting a session returns to the caller.
 #[derive(Debug, Clone)]
 pub struct Started {
-    pub session_uri: String,
-    pub authorization_url: String,
-    pub expires_in: i64,
+    pub(crate) session_uri: String,
+    pub(crate) authorization_url: String,
+    pub(crate) expires_in: i64,
     /// An earlier pending session for the same request, handed out again.
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 /// Everything a session needs to start.
-pub struct Request<'a> {
-    pub workload: &'a str,
-    pub user: &'a UserId,
-    pub provider: &'a str,
-    pub scopes: &'a [String],
-    pub return_url: &'a str,
-    pub custom_state: Option<String>,
-    pub custom_parameters: Vec<(String, String)>,
+pub(crate) struct Request<'a> {
+    pub(crate) workload: &'a str,
+    pub(crate) user: &'a UserId,
+    pub(crate) provider: &'a str,
+    pub(crate) scopes: &'a [String],
+    pub(crate) return_url: &'a str,
+    pub(crate) custom_state: Option<String>,
+    pub(crate) custom_parameters: Vec<(String, String)>,
 }
 
 pub(super) fn random_token() -> Result<String, VaultError> {
@@ -50,7 +50,7 @@ pub(super) fn random_token() -> Result<String, VaultError> {
 /// Creates a session, or (unless `forced`) hands out again the user's pending session for the
 /// very same request; the caller answers with `authorization_url` and `session_uri`. A user
 /// holding [`pending::MAX_PENDING_PER_USER`] sessions gets [`ConsentError::TooManySessions`].
-pub async fn start(
+pub(crate) async fn start(
     vault: &Vault,
     public_url: &Url,
     request: Request<'_>,
@@ -98,7 +98,7 @@ pub(super) fn started(public_url: &Url, id: &str, expires_in: i64) -> Started {
 }
 
 /// The URL at keygate that starts the browser's part of a session.
-pub fn authorization_url(public_url: &Url, session_uri: &str) -> String {
+pub(crate) fn authorization_url(public_url: &Url, session_uri: &str) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("request_uri", session_uri)
         .finish();
@@ -109,7 +109,7 @@ pub fn authorization_url(public_url: &Url, session_uri: &str) -> String {
 }
 
 /// Where `/identities/oauth2/authorize` sends the browser: the provider, with `state` and PKCE.
-pub async fn authorization_redirect(
+pub(crate) async fn authorization_redirect(
     vault: &Vault,
     public_url: &Url,
     clients: &impl Clients,

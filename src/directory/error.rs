@@ -7,7 +7,7 @@ use crate::vault::VaultError;
 
 /// The kind of entry an error is about, as messages name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Workload,
     /// A credential provider of either kind.
     Provider,
@@ -17,13 +17,13 @@ pub enum EntryKind {
 
 /// An entry by kind and name: "workload identity 'w'", "OAuth2 credential provider 'p'".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub kind: EntryKind,
-    pub name: String,
+pub(crate) struct Entry {
+    pub(crate) kind: EntryKind,
+    name: String,
 }
 
 impl Entry {
-    pub fn new(kind: EntryKind, name: &str) -> Self {
+    pub(crate) fn new(kind: EntryKind, name: &str) -> Self {
         Entry {
             kind,
             name: name.to_string(),
@@ -44,7 +44,7 @@ impl fmt::Display for Entry {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DirectoryError {
+pub(crate) enum DirectoryError {
     #[error("{0} not found")]
     NotFound(Entry),
     /// The entry is defined in the config file: readable, never changed through the API.

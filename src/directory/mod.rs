@@ -33,51 +33,51 @@ use crate::providers::oauth::OAuthClient;
 use crate::upstream::UpstreamClient;
 use crate::vault::{Credential, Vault, VaultError};
 
-pub use error::{DirectoryError, Entry, EntryKind};
-pub use providers::{ListedProvider, ProviderType, StoredProvider};
+pub(crate) use error::{DirectoryError, Entry, EntryKind};
+pub(crate) use providers::{ProviderType, StoredProvider};
 pub use records::{
     OAuth2Spec, PROVIDER_KIND, ProviderRecord, ProviderSpec, Versioned, WORKLOAD_KIND,
     WorkloadRecord, now, provider_owner, put_new, workload_owner,
 };
-pub use workloads::NewWorkload;
+pub(crate) use workloads::NewWorkload;
 
 /// Retries of a read-modify-write that lost a race.
 const UPDATE_ATTEMPTS: usize = 3;
 
 /// Where an entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+enum Origin {
     Config,
     Api,
 }
 
 /// A workload identity, from either origin.
 #[derive(Debug, Clone)]
-pub struct Workload {
-    pub name: String,
+pub(crate) struct Workload {
+    pub(crate) name: String,
     /// Validates this workload's user JWTs (`[api].default_authorizer` for API-created ones).
-    pub authorizer: Option<String>,
-    pub allowed_return_urls: Vec<String>,
-    pub origin: Origin,
-    pub created_at: f64,
-    pub updated_at: f64,
+    pub(crate) authorizer: Option<String>,
+    pub(crate) allowed_return_urls: Vec<String>,
+    origin: Origin,
+    pub(crate) created_at: f64,
+    pub(crate) updated_at: f64,
 }
 
 /// The config's entries, as the runtime in use compiled them: the directory serves them
 /// read-only next to the API-created ones.
 #[derive(Clone, Copy)]
-pub struct Configured<'a> {
-    pub config: &'a Config,
+pub(crate) struct Configured<'a> {
+    pub(crate) config: &'a Config,
     /// The providers built from the config, by name.
-    pub providers: &'a HashMap<String, Provider>,
+    pub(crate) providers: &'a HashMap<String, Provider>,
 }
 
 impl<'a> Configured<'a> {
-    pub fn workload(&self, name: &str) -> Option<&'a WorkloadConfig> {
+    fn workload(&self, name: &str) -> Option<&'a WorkloadConfig> {
         self.config.workloads.iter().find(|w| w.name == name)
     }
 
-    pub fn provider(&self, name: &str) -> Option<&'a ProviderConfig> {
+    fn provider(&self, name: &str) -> Option<&'a ProviderConfig> {
         self.config.providers.iter().find(|p| p.name == name)
     }
 
@@ -95,7 +95,7 @@ struct CachedClient {
     client: Arc<OAuthClient>,
 }
 
-pub struct Directory {
+pub(crate) struct Directory {
     vault: Arc<Vault>,
     http: UpstreamClient,
     clients: moka::sync::Cache<String, Arc<CachedClient>>,
@@ -104,7 +104,7 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn new(vault: Arc<Vault>, http: UpstreamClient) -> Self {
+    pub(crate) fn new(vault: Arc<Vault>, http: UpstreamClient) -> Self {
         Directory {
             vault,
             http,
@@ -113,12 +113,12 @@ impl Directory {
         }
     }
 
-    pub fn started_at(&self) -> f64 {
+    pub(crate) fn started_at(&self) -> f64 {
         self.started_at
     }
 
     /// A provider ready for use, from the config or the API.
-    pub async fn provider(
+    pub(crate) async fn provider(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -170,7 +170,7 @@ impl Directory {
     }
 
     /// The OAuth client of a provider, from either origin (for the consent endpoints).
-    pub async fn oauth_client(
+    pub(crate) async fn oauth_client(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -187,7 +187,7 @@ impl Directory {
 }
 
 /// The AgentCore vendor name for a config provider.
-pub fn config_vendor(kind: &ProviderKind) -> Option<&'static str> {
+fn config_vendor(kind: &ProviderKind) -> Option<&'static str> {
     match kind {
         ProviderKind::OAuth2(c) => crate::providers::vendors::agentcore_name(&c.vendor),
         ProviderKind::ApiKey { .. } => None,

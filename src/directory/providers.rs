@@ -12,14 +12,14 @@ use crate::vault::VaultError;
 
 /// The two kinds of credential provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderType {
+pub(crate) enum ProviderType {
     OAuth2,
     ApiKey,
 }
 
 impl ProviderType {
     /// The entry this provider type and name make (for messages).
-    pub fn entry(self, name: &str) -> Entry {
+    pub(crate) fn entry(self, name: &str) -> Entry {
         let kind = match self {
             ProviderType::OAuth2 => EntryKind::OAuth2Provider,
             ProviderType::ApiKey => EntryKind::ApiKeyProvider,
@@ -43,7 +43,7 @@ impl ProviderType {
 }
 
 /// A provider as defined, from either origin.
-pub enum StoredProvider<'c> {
+pub(crate) enum StoredProvider<'c> {
     Config {
         config: &'c ProviderConfig,
         /// When keygate started (reported as created and updated time).
@@ -54,7 +54,7 @@ pub enum StoredProvider<'c> {
 
 impl StoredProvider<'_> {
     /// (created, last updated).
-    pub fn times(&self) -> (f64, f64) {
+    pub(crate) fn times(&self) -> (f64, f64) {
         match self {
             StoredProvider::Config { started_at, .. } => (*started_at, *started_at),
             StoredProvider::Api(record) => (record.created_at, record.updated_at),
@@ -63,12 +63,12 @@ impl StoredProvider<'_> {
 }
 
 /// One provider in a listing.
-pub struct ListedProvider {
-    pub name: String,
+pub(crate) struct ListedProvider {
+    pub(crate) name: String,
     /// AgentCore's vendor name, when keygate's vendor has one.
-    pub vendor: Option<&'static str>,
-    pub created_at: f64,
-    pub updated_at: f64,
+    pub(crate) vendor: Option<&'static str>,
+    pub(crate) created_at: f64,
+    pub(crate) updated_at: f64,
 }
 
 fn any_kind(name: &str) -> Entry {
@@ -77,7 +77,7 @@ fn any_kind(name: &str) -> Entry {
 
 impl Directory {
     /// The provider of this type by name, from either origin.
-    pub async fn get_provider<'c>(
+    pub(crate) async fn get_provider<'c>(
         &self,
         configured: &Configured<'c>,
         name: &str,
@@ -101,12 +101,12 @@ impl Directory {
     }
 
     /// An API-created provider's stored record.
-    pub async fn provider_record(&self, name: &str) -> Result<Option<ProviderRecord>, VaultError> {
+    async fn provider_record(&self, name: &str) -> Result<Option<ProviderRecord>, VaultError> {
         records::read(&self.vault, &provider_owner(name)).await
     }
 
     /// Refuses a name the config file already uses (before a create's input is examined).
-    pub fn check_new_provider(
+    pub(crate) fn check_new_provider(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -118,7 +118,7 @@ impl Directory {
     }
 
     /// Stores a new API-created provider, within `limit`.
-    pub async fn create_provider(
+    pub(crate) async fn create_provider(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -149,7 +149,7 @@ impl Directory {
 
     /// Read-modify-write of an API-created provider by compare-and-swap; `change` may refuse
     /// (a wrong kind, say).
-    pub async fn update_provider<E: From<DirectoryError>>(
+    pub(crate) async fn update_provider<E: From<DirectoryError>>(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -180,12 +180,12 @@ impl Directory {
 
     /// Deletes every token vaulted from provider `name` (users' and M2M), so a provider
     /// pointed elsewhere, or created again under this name, starts with nothing.
-    pub async fn purge_provider_tokens(&self, name: &str) -> Result<usize, VaultError> {
+    pub(crate) async fn purge_provider_tokens(&self, name: &str) -> Result<usize, VaultError> {
         records::purge_tokens(&self.vault, |owner| owner.provider == name).await
     }
 
     /// Every provider of one type, from both origins, sorted by name.
-    pub async fn list_providers(
+    pub(crate) async fn list_providers(
         &self,
         configured: &Configured<'_>,
         wanted: ProviderType,
@@ -226,7 +226,7 @@ impl Directory {
 
     /// Deletes an API-created provider of this type and, first, every token vaulted from it
     /// (a failure leaves the provider to delete again). Returns how many tokens were deleted.
-    pub async fn delete_provider(
+    pub(crate) async fn delete_provider(
         &self,
         configured: &Configured<'_>,
         name: &str,

@@ -28,12 +28,12 @@ pub struct WorkloadRecord {
 /// A credential provider created through the API, as stored (secrets included, sealed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProviderRecord {
-    pub name: String,
-    pub created_at: f64,
-    pub updated_at: f64,
+    pub(crate) name: String,
+    pub(crate) created_at: f64,
+    pub(crate) updated_at: f64,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    pub spec: ProviderSpec,
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) spec: ProviderSpec,
 }
 
 /// (`Debug` never shows the API key or the client secret.)
@@ -47,16 +47,16 @@ pub enum ProviderSpec {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct OAuth2Spec {
     /// keygate's vendor name (`google`, `custom`, ...).
-    pub vendor: String,
-    pub client_id: String,
-    pub client_secret: Option<String>,
-    pub discovery_url: Option<String>,
-    pub issuer: Option<String>,
-    pub authorization_endpoint: Option<String>,
-    pub token_endpoint: Option<String>,
+    pub(crate) vendor: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) discovery_url: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) authorization_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
     /// `true` for `client_secret_post`, else `client_secret_basic`.
-    pub client_secret_post: bool,
-    pub tenant: Option<String>,
+    pub(crate) client_secret_post: bool,
+    pub(crate) tenant: Option<String>,
 }
 
 impl std::fmt::Debug for ProviderSpec {
@@ -81,7 +81,7 @@ impl std::fmt::Debug for OAuth2Spec {
 
 impl OAuth2Spec {
     /// The provider config an OAuth client is built from.
-    pub fn to_config(&self) -> Result<OAuth2Provider, url::ParseError> {
+    pub(crate) fn to_config(&self) -> Result<OAuth2Provider, url::ParseError> {
         let url = |u: &Option<String>| u.as_deref().map(Url::parse).transpose();
         Ok(OAuth2Provider {
             vendor: self.vendor.clone(),
@@ -134,8 +134,8 @@ pub fn now() -> f64 {
 
 /// A record read for update: its version for the compare-and-swap write.
 pub struct Versioned<T> {
-    pub version: i64,
-    pub record: T,
+    pub(crate) version: i64,
+    pub(crate) record: T,
 }
 
 /// The record with its version, straight from the store (for a compare-and-swap update).

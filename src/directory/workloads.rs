@@ -12,10 +12,10 @@ use super::{
 use crate::vault::VaultError;
 
 /// A workload identity to create (already validated by the caller).
-pub struct NewWorkload {
-    pub name: String,
-    pub allowed_return_urls: Vec<String>,
-    pub tags: BTreeMap<String, String>,
+pub(crate) struct NewWorkload {
+    pub(crate) name: String,
+    pub(crate) allowed_return_urls: Vec<String>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 fn entry(name: &str) -> Entry {
@@ -24,7 +24,7 @@ fn entry(name: &str) -> Entry {
 
 impl Directory {
     /// A workload by name, from the config or the API; `None` when there is none.
-    pub async fn workload(
+    pub(crate) async fn workload(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -52,7 +52,7 @@ impl Directory {
     }
 
     /// A workload by name, or [`DirectoryError::NotFound`].
-    pub async fn get_workload(
+    pub(crate) async fn get_workload(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -64,7 +64,7 @@ impl Directory {
 
     /// Stores a new API-created workload, within `limit` (the config's workloads are the
     /// operator's and do not count).
-    pub async fn create_workload(
+    pub(crate) async fn create_workload(
         &self,
         configured: &Configured<'_>,
         new: NewWorkload,
@@ -94,7 +94,7 @@ impl Directory {
     }
 
     /// Changes an API-created workload's return URLs (when given), by compare-and-swap.
-    pub async fn update_workload(
+    pub(crate) async fn update_workload(
         &self,
         configured: &Configured<'_>,
         name: &str,
@@ -122,7 +122,7 @@ impl Directory {
     }
 
     /// Every workload's name, from both origins, sorted.
-    pub async fn workload_names(
+    pub(crate) async fn workload_names(
         &self,
         configured: &Configured<'_>,
     ) -> Result<Vec<String>, VaultError> {
@@ -141,7 +141,7 @@ impl Directory {
     /// Deletes an API-created workload and, first, every token vaulted for it (if that fails
     /// the identity is still there, and deleting it again finishes the job). Returns how many
     /// tokens were deleted.
-    pub async fn delete_workload(
+    pub(crate) async fn delete_workload(
         &self,
         configured: &Configured<'_>,
         name: &str,

@@ -42,7 +42,7 @@ fn issue(call: &Call, workload: &str, user: Option<&UserId>) -> Result<Reply, Ap
 }
 
 /// The user a JWT proves, checked by the workload's authorizer.
-pub async fn jwt_user(
+pub(crate) async fn jwt_user(
     call: &Call,
     workload: &Workload,
     field: &str,
@@ -70,7 +70,7 @@ pub async fn jwt_user(
     })
 }
 
-pub async fn for_workload(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn for_workload(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: WorkloadInput = parse(body)?;
     validate::workload_name("workloadName", &input.workload_name)?;
     call.workload = Some(input.workload_name.clone());
@@ -78,7 +78,7 @@ pub async fn for_workload(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErro
     issue(call, &input.workload_name, None)
 }
 
-pub async fn for_jwt(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn for_jwt(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: JwtInput = parse(body)?;
     validate::workload_name("workloadName", &input.workload_name)?;
     validate::user_token("userToken", &input.user_token)?;
@@ -89,7 +89,7 @@ pub async fn for_jwt(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     issue(call, &input.workload_name, Some(&user))
 }
 
-pub async fn for_user_id(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn for_user_id(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: UserIdInput = parse(body)?;
     validate::workload_name("workloadName", &input.workload_name)?;
     validate::user_id("userId", &input.user_id)?;

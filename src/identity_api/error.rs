@@ -14,7 +14,7 @@ use crate::providers::ProviderError;
 use crate::vault::VaultError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("{0}")]
     Validation(String),
     #[error("{0}")]
@@ -39,12 +39,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn validation(field: impl std::fmt::Display, problem: impl std::fmt::Display) -> Self {
+    pub(crate) fn validation(
+        field: impl std::fmt::Display,
+        problem: impl std::fmt::Display,
+    ) -> Self {
         ApiError::Validation(format!("1 validation error detected: '{field}' {problem}"))
     }
 
     /// The AWS error type name, as in `X-Amzn-ErrorType`.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "ValidationException",
             ApiError::AccessDenied(_) => "AccessDeniedException",
@@ -59,7 +62,7 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::AccessDenied(_) => StatusCode::FORBIDDEN,
@@ -74,7 +77,7 @@ impl ApiError {
     }
 
     /// Audit outcome for this error: refusals are `denied`, failures on our side `error`.
-    pub fn is_refusal(&self) -> bool {
+    pub(crate) fn is_refusal(&self) -> bool {
         !matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_))
     }
 
@@ -85,7 +88,7 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    pub(crate) fn into_response(self, request_id: &str) -> Response<Body> {
         let body = serde_json::json!({ "message": self.message() });
         let mut response = Response::new(body::full(body.to_string()));
         *response.status_mut() = self.status();

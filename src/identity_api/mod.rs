@@ -12,16 +12,16 @@
 //! - [`access_tokens`]: workload access tokens (data plane).
 //! - [`resource_credentials`]: OAuth2 tokens, API keys and consent completion (data plane).
 
-pub mod access_tokens;
-pub mod credential_providers;
-pub mod error;
+mod access_tokens;
+mod credential_providers;
+pub(crate) mod error;
 mod operation;
-pub mod replay;
-pub mod resource_credentials;
+mod replay;
+mod resource_credentials;
 pub mod sigv4;
-pub mod token_vault;
-pub mod validate;
-pub mod workload_identities;
+mod token_vault;
+mod validate;
+mod workload_identities;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,8 +39,8 @@ use crate::config::ApiConfig;
 use crate::inbound::UserId;
 use crate::proxy::ConnInfo;
 use crate::state::{AppState, Runtime};
-pub use error::ApiError;
-pub use operation::Operation;
+pub(crate) use error::ApiError;
+pub(crate) use operation::Operation;
 
 /// Largest request body accepted (a user token may be 128 KiB).
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -48,18 +48,18 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One API call in progress: what operations read, and what they report for the audit line.
-pub struct Call {
-    pub request_id: String,
-    pub state: AppState,
-    pub runtime: Arc<Runtime>,
-    pub workload: Option<String>,
-    pub user: Option<UserId>,
-    pub provider: Option<String>,
+struct Call {
+    request_id: String,
+    state: AppState,
+    runtime: Arc<Runtime>,
+    workload: Option<String>,
+    user: Option<UserId>,
+    provider: Option<String>,
 }
 
 impl Call {
     /// The `[api]` section (present, or the call would not have been dispatched).
-    pub fn api(&self) -> Result<&ApiConfig, ApiError> {
+    fn api(&self) -> Result<&ApiConfig, ApiError> {
         self.runtime
             .config
             .api
@@ -68,12 +68,12 @@ impl Call {
     }
 
     /// The directory service (workload identities and credential providers).
-    pub fn directory(&self) -> &crate::directory::Directory {
+    fn directory(&self) -> &crate::directory::Directory {
         self.state.directory()
     }
 
     /// The config's entries of the runtime this call holds, for the directory.
-    pub fn configured(&self) -> crate::directory::Configured<'_> {
+    fn configured(&self) -> crate::directory::Configured<'_> {
         crate::directory::Configured {
             config: &self.runtime.config,
             providers: &self.runtime.providers,
@@ -81,7 +81,7 @@ impl Call {
     }
 
     /// The consent flow's view of the gateway for this call.
-    pub fn consent(&self) -> crate::consent::Context<'_> {
+    fn consent(&self) -> crate::consent::Context<'_> {
         crate::consent::Context {
             vault: self.state.vault(),
             metrics: self.state.metrics(),
@@ -92,7 +92,7 @@ impl Call {
     }
 
     /// `arn:aws:bedrock-agentcore:{region}:{account}:{resource}`.
-    pub fn arn(&self, resource: &str) -> Result<String, ApiError> {
+    fn arn(&self, resource: &str) -> Result<String, ApiError> {
         let api = self.api()?;
         Ok(format!(
             "arn:aws:bedrock-agentcore:{}:{}:{resource}",
@@ -102,27 +102,27 @@ impl Call {
 }
 
 /// A successful answer: status and JSON body (`None` for an empty body).
-pub struct Reply {
-    pub status: StatusCode,
-    pub body: Option<serde_json::Value>,
+struct Reply {
+    status: StatusCode,
+    body: Option<serde_json::Value>,
 }
 
 impl Reply {
-    pub fn ok(body: serde_json::Value) -> Self {
+    fn ok(body: serde_json::Value) -> Self {
         Reply {
             status: StatusCode::OK,
             body: Some(body),
         }
     }
 
-    pub fn created(body: serde_json::Value) -> Self {
+    fn created(body: serde_json::Value) -> Self {
         Reply {
             status: StatusCode::CREATED,
             body: Some(body),
         }
     }
 
-    pub fn no_content() -> Self {
+    fn no_content() -> Self {
         Reply {
             status: StatusCode::NO_CONTENT,
             body: None,
@@ -131,7 +131,7 @@ impl Reply {
 }
 
 /// Parses a request body (an empty one is `{}`); unknown fields are refused by the types.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -159,12 +159,12 @@ fn body_error(error: &serde_json::Error) -> String {
 }
 
 /// Whether this path belongs to the identity API.
-pub fn is_api_path(path: &str) -> bool {
+pub(crate) fn is_api_path(path: &str) -> bool {
     Operation::from_path(path).is_some()
 }
 
 /// Handles one identity API request; never fails (errors become AWS error responses).
-pub async fn handle(
+pub(crate) async fn handle(
     state: &AppState,
     request: Request<Incoming>,
     conn: ConnInfo,
@@ -395,7 +395,7 @@ fn respond(reply: Reply, request_id: &str) -> Response<Body> {
 }
 
 /// Pagination over sorted names: the page after `next_token` and the token for the next one.
-pub fn page<T: Clone>(
+fn page<T: Clone>(
     items: &[(String, T)],
     next_token: Option<&str>,
     max_results: Option<i64>,

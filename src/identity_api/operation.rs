@@ -7,7 +7,7 @@ use super::{
 
 /// The operations, by path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     GetWorkloadAccessToken,
     GetWorkloadAccessTokenForJwt,
     GetWorkloadAccessTokenForUserId,
@@ -101,7 +101,7 @@ const OPERATIONS: &[(&str, Operation)] = &[
 ];
 
 impl Operation {
-    pub fn from_path(path: &str) -> Option<Operation> {
+    pub(crate) fn from_path(path: &str) -> Option<Operation> {
         OPERATIONS
             .iter()
             .find(|(p, _)| *p == path)
@@ -109,7 +109,7 @@ impl Operation {
     }
 
     /// The operation's name, as AWS spells it (the audit event).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             GetWorkloadAccessTokenForJwt => "GetWorkloadAccessTokenForJWT",
             SetTokenVaultCmk => "SetTokenVaultCMK",

@@ -11,10 +11,10 @@ use super::Operation::{self, *};
 
 /// How long after a signature's first use an identical request still counts as the client's
 /// own repeat (identical calls within one second are signed identically).
-pub const REPEAT_GRACE_MS: i64 = 2_000;
+const REPEAT_GRACE_MS: i64 = 2_000;
 
 /// Whether repeats of this operation are checked.
-pub fn tracked(operation: Operation) -> bool {
+pub(crate) fn tracked(operation: Operation) -> bool {
     match operation {
         CreateWorkloadIdentity
         | UpdateWorkloadIdentity
@@ -43,7 +43,7 @@ pub fn tracked(operation: Operation) -> bool {
 }
 
 /// Whether a use of a signature first used at `first_used_ms` is a replay at `now_ms`.
-pub fn is_replay(first_used_ms: Option<i64>, now_ms: i64) -> bool {
+pub(crate) fn is_replay(first_used_ms: Option<i64>, now_ms: i64) -> bool {
     first_used_ms.is_some_and(|first| now_ms.saturating_sub(first) > REPEAT_GRACE_MS)
 }
 

@@ -89,7 +89,7 @@ async fn provider(call: &mut Call, name: &str) -> Result<Provider, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("Credential provider '{name}' not found")))
 }
 
-pub async fn api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: ApiKeyInput = parse(body)?;
     caller(call, &input.workload_identity_token).await?;
     match provider(call, &input.resource_credential_provider_name).await? {
@@ -101,7 +101,7 @@ pub async fn api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     }
 }
 
-pub async fn oauth2_token(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn oauth2_token(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: OAuth2Input = parse(body)?;
     validate::scopes("scopes", &input.scopes)?;
     let resources = input.resources.clone().unwrap_or_default();
@@ -281,7 +281,7 @@ async fn session_details(
     })
 }
 
-pub async fn complete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn complete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: CompleteInput = parse(body)?;
     validate::session_uri("sessionUri", &input.session_uri)?;
     let session = consent::peek(call.state.vault(), &input.session_uri).await?;

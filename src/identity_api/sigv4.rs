@@ -13,19 +13,19 @@ use secrecy::ExposeSecret;
 
 use crate::config::ApiCredential;
 
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-pub const SERVICE: &str = "bedrock-agentcore";
+const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+const SERVICE: &str = "bedrock-agentcore";
 /// How far `X-Amz-Date` may be from now, either way.
-pub const MAX_SKEW: Duration = Duration::from_secs(300);
+const MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// How long a used signature is remembered: the whole window in which its `X-Amz-Date` is
 /// accepted (5 minutes either side of now), plus a minute.
-pub const REPLAY_MEMORY_SECS: i64 = 2 * 300 + 60;
+pub(crate) const REPLAY_MEMORY_SECS: i64 = 2 * 300 + 60;
 
 /// Why a request's signature was refused. The messages are safe to return: they never
 /// include the secret or the expected signature.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SigV4Error {
+pub(crate) enum SigV4Error {
     #[error("missing Authorization header: requests must be signed with AWS Signature Version 4")]
     Missing,
     #[error("malformed Authorization header: {0}")]
@@ -49,7 +49,7 @@ pub enum SigV4Error {
 impl SigV4Error {
     /// What the caller is told: an unknown key and a wrong signature read the same, so access
     /// key ids cannot be probed. (The log keeps the precise reason.)
-    pub fn public_message(&self) -> &'static str {
+    pub(crate) fn public_message(&self) -> &'static str {
         match self {
             SigV4Error::UnknownKey | SigV4Error::Mismatch => {
                 "the request signature does not match, or the access key id is not known"
@@ -72,15 +72,15 @@ impl SigV4Error {
 }
 
 /// The parts of a request that are signed.
-pub struct Signed<'a> {
-    pub method: &'a str,
+pub(crate) struct Signed<'a> {
+    pub(crate) method: &'a str,
     /// The path exactly as received (still percent-encoded).
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub headers: &'a HeaderMap,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) headers: &'a HeaderMap,
     /// `host[:port]` as the client addressed it (the Host header, or `:authority` on HTTP/2).
-    pub host: Option<&'a str>,
-    pub body: &'a [u8],
+    pub(crate) host: Option<&'a str>,
+    pub(crate) body: &'a [u8],
 }
 
 struct Authorization<'a> {
@@ -95,7 +95,7 @@ struct Authorization<'a> {
 
 /// The signature of a signed request (its `Signature=` value), once [`verify`] accepted it: a
 /// request's identity for replay detection.
-pub fn signature_of(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn signature_of(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     parse_authorization(value).ok().map(|auth| auth.signature)
 }
@@ -238,7 +238,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
@@ -247,7 +247,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
 }
 
 /// The signature over `string_to_sign` with the key derived for (`date`, `region`, `service`).
-pub fn signature(
+fn signature(
     secret: &str,
     date: &str,
     region: &str,
@@ -295,7 +295,7 @@ fn canonical_request(request: &Signed<'_>, signed_headers: &[&str], payload_hash
 }
 
 /// Verifies `request` against the configured keys; the access key id that signed it on success.
-pub fn verify<'c>(
+pub(crate) fn verify<'c>(
     request: &Signed<'_>,
     credentials: &'c [ApiCredential],
     region: &str,
@@ -422,7 +422,7 @@ pub fn sign(
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch.
-pub fn format_amz_date(secs: u64) -> String {
+fn format_amz_date(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     // Civil from days (Howard Hinnant's algorithm).

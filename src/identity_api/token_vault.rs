@@ -46,13 +46,13 @@ fn describe(call: &Call) -> serde_json::Value {
     })
 }
 
-pub async fn get(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn get(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: GetInput = parse(body)?;
     check_id(input.token_vault_id.as_deref())?;
     Ok(Reply::ok(describe(call)))
 }
 
-pub async fn set_cmk(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn set_cmk(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: SetInput = parse(body)?;
     check_id(input.token_vault_id.as_deref())?;
     match input.kms_configuration.key_type.as_str() {

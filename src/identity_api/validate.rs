@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 
-pub type Checked<T> = Result<T, ApiError>;
+type Checked<T> = Result<T, ApiError>;
 
 fn length(field: &str, value: &str, min: usize, max: usize) -> Checked<()> {
     let n = value.chars().count();
@@ -27,12 +27,12 @@ fn chars(field: &str, value: &str, allowed: impl Fn(char) -> bool, pattern: &str
 }
 
 /// A workload identity name: `[A-Za-z0-9_.-]+`, 3..255.
-pub fn workload_name(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn workload_name(field: &str, value: &str) -> Checked<()> {
     name(field, value, &crate::rules::WORKLOAD_NAME)
 }
 
 /// A credential provider name: `[a-zA-Z0-9\-_]+`, 1..128.
-pub fn provider_name(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn provider_name(field: &str, value: &str) -> Checked<()> {
     name(field, value, &crate::rules::PROVIDER_NAME)
 }
 
@@ -41,7 +41,7 @@ fn name(field: &str, value: &str, rule: &crate::rules::NameRule) -> Checked<()> 
     chars(field, value, rule.allowed, rule.pattern)
 }
 
-pub fn user_id(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn user_id(field: &str, value: &str) -> Checked<()> {
     length(field, value, 1, 128)?;
     if value.chars().any(char::is_control) {
         return Err(ApiError::validation(
@@ -53,7 +53,7 @@ pub fn user_id(field: &str, value: &str) -> Checked<()> {
 }
 
 /// A JWT as the model allows it: three dot-separated base64url segments, 1..131072.
-pub fn user_token(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn user_token(field: &str, value: &str) -> Checked<()> {
     length(field, value, 1, 131_072)?;
     let segments: Vec<&str> = value.split('.').collect();
     let ok = segments.len() == 3
@@ -71,12 +71,12 @@ pub fn user_token(field: &str, value: &str) -> Checked<()> {
     Ok(())
 }
 
-pub fn token(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn token(field: &str, value: &str) -> Checked<()> {
     length(field, value, 1, 131_072)
 }
 
 /// `urn:ietf:params:oauth:request_uri:[a-zA-Z0-9-._~]+`, 1..1024.
-pub fn session_uri(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn session_uri(field: &str, value: &str) -> Checked<()> {
     length(field, value, 1, 1024)?;
     let rest = value
         .strip_prefix(crate::consent::SESSION_URI_PREFIX)
@@ -96,7 +96,7 @@ pub fn session_uri(field: &str, value: &str) -> Checked<()> {
 }
 
 /// A return URL: `\w+:(//)?\S+`, 1..2048; keygate also requires it to parse as a URL.
-pub fn return_url(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn return_url(field: &str, value: &str) -> Checked<()> {
     use crate::rules::ReturnUrlProblem;
     length(field, value, 1, 2048)?;
     match crate::rules::check_return_url(value) {
@@ -112,7 +112,7 @@ pub fn return_url(field: &str, value: &str) -> Checked<()> {
     }
 }
 
-pub fn scopes(field: &str, values: &[String]) -> Checked<()> {
+pub(crate) fn scopes(field: &str, values: &[String]) -> Checked<()> {
     use crate::rules::{MAX_SCOPE_LEN, MAX_SCOPES};
     if values.len() > MAX_SCOPES {
         return Err(ApiError::validation(
@@ -136,7 +136,7 @@ pub fn scopes(field: &str, values: &[String]) -> Checked<()> {
 }
 
 /// RFC 8707 resource indicators: absolute URIs without a fragment, at most 10.
-pub fn resources(field: &str, values: &[String]) -> Checked<()> {
+pub(crate) fn resources(field: &str, values: &[String]) -> Checked<()> {
     if values.len() > 10 {
         return Err(ApiError::validation(field, "may hold at most 10 resources"));
     }
@@ -153,7 +153,7 @@ pub fn resources(field: &str, values: &[String]) -> Checked<()> {
     Ok(())
 }
 
-pub fn audiences(field: &str, values: &[String]) -> Checked<()> {
+pub(crate) fn audiences(field: &str, values: &[String]) -> Checked<()> {
     if values.len() > 10 {
         return Err(ApiError::validation(field, "may hold at most 10 audiences"));
     }
@@ -170,7 +170,7 @@ pub fn audiences(field: &str, values: &[String]) -> Checked<()> {
 }
 
 /// Parameters keygate sets on the authorization request itself; `customParameters` may not.
-pub const RESERVED_PARAMETERS: &[&str] = &[
+const RESERVED_PARAMETERS: &[&str] = &[
     "response_type",
     "client_id",
     "redirect_uri",
@@ -186,16 +186,16 @@ pub const RESERVED_PARAMETERS: &[&str] = &[
 ];
 
 /// Most `customParameters` one request may carry.
-pub const MAX_CUSTOM_PARAMETERS: usize = 20;
+const MAX_CUSTOM_PARAMETERS: usize = 20;
 
 /// `customState`: 1..4096 characters (it comes back to the app as `state`).
-pub fn custom_state(field: &str, value: &str) -> Checked<()> {
+pub(crate) fn custom_state(field: &str, value: &str) -> Checked<()> {
     length(field, value, 1, 4096)
 }
 
 /// `customParameters`: the model's key pattern and lengths, at most
 /// [`MAX_CUSTOM_PARAMETERS`], and none of the parameters keygate sets itself.
-pub fn custom_parameters(
+pub(crate) fn custom_parameters(
     field: &str,
     parameters: &std::collections::BTreeMap<String, String>,
 ) -> Checked<()> {
@@ -228,7 +228,7 @@ pub fn custom_parameters(
 }
 
 /// Tags are accepted and kept: keys 1..128, values 0..256, at most 50.
-pub fn tags(field: &str, tags: &std::collections::BTreeMap<String, String>) -> Checked<()> {
+pub(crate) fn tags(field: &str, tags: &std::collections::BTreeMap<String, String>) -> Checked<()> {
     if tags.len() > 50 {
         return Err(ApiError::validation(field, "may hold at most 50 tags"));
     }
@@ -252,7 +252,7 @@ pub fn tags(field: &str, tags: &std::collections::BTreeMap<String, String>) -> C
     Ok(())
 }
 
-pub fn max_results(value: Option<i64>) -> Checked<usize> {
+pub(crate) fn max_results(value: Option<i64>) -> Checked<usize> {
     match value {
         None => Ok(10),
         Some(n @ 1..=20) => Ok(usize::try_from(n).unwrap_or(10)),

@@ -34,12 +34,12 @@ struct UpdateInput {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ListInput {
-    pub next_token: Option<String>,
-    pub max_results: Option<i64>,
+pub(crate) struct ListInput {
+    pub(crate) next_token: Option<String>,
+    pub(crate) max_results: Option<i64>,
 }
 
-pub fn arn(call: &Call, name: &str) -> Result<String, ApiError> {
+fn arn(call: &Call, name: &str) -> Result<String, ApiError> {
     call.arn(&format!(
         "workload-identity-directory/default/workload-identity/{name}"
     ))
@@ -59,7 +59,7 @@ fn return_urls(urls: &[String]) -> Result<(), ApiError> {
 }
 
 /// A workload by name, from the config or the API.
-pub async fn find(call: &Call, name: &str) -> Result<Workload, ApiError> {
+pub(crate) async fn find(call: &Call, name: &str) -> Result<Workload, ApiError> {
     Ok(call
         .directory()
         .get_workload(&call.configured(), name)
@@ -76,7 +76,7 @@ fn describe(call: &Call, w: &Workload) -> Result<serde_json::Value, ApiError> {
     }))
 }
 
-pub async fn create(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn create(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: CreateInput = parse(body)?;
     validate::workload_name("name", &input.name)?;
     call.workload = Some(input.name.clone());
@@ -103,7 +103,7 @@ pub async fn create(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     })))
 }
 
-pub async fn get(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn get(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: NameInput = parse(body)?;
     validate::workload_name("name", &input.name)?;
     call.workload = Some(input.name.clone());
@@ -111,7 +111,7 @@ pub async fn get(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     Ok(Reply::ok(describe(call, &workload)?))
 }
 
-pub async fn update(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn update(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: UpdateInput = parse(body)?;
     validate::workload_name("name", &input.name)?;
     call.workload = Some(input.name.clone());
@@ -129,7 +129,7 @@ pub async fn update(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     Ok(Reply::ok(describe(call, &workload)?))
 }
 
-pub async fn list(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn list(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: ListInput = parse(body)?;
     let names = call.directory().workload_names(&call.configured()).await?;
     let items: Vec<(String, String)> = names.iter().map(|n| (n.clone(), n.clone())).collect();
@@ -145,7 +145,7 @@ pub async fn list(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     Ok(Reply::ok(out))
 }
 
-pub async fn delete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn delete(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: NameInput = parse(body)?;
     validate::workload_name("name", &input.name)?;
     call.workload = Some(input.name.clone());

@@ -18,12 +18,12 @@ use crate::config::{AuthorizerConfig, ClaimOperator, ClaimRule};
 /// A user JWT that passed every check.
 #[derive(Debug)]
 pub struct VerifiedJwt {
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// Value of the authorizer's `user_claim`.
-    pub user: String,
-    pub exp: u64,
+    pub(crate) user: String,
+    exp: u64,
     /// The key whose signature was checked.
-    pub key: KeyTag,
+    key: KeyTag,
 }
 
 impl Expiring for VerifiedJwt {
@@ -37,7 +37,7 @@ impl Expiring for VerifiedJwt {
 }
 
 pub struct Authorizer {
-    pub config: AuthorizerConfig,
+    config: AuthorizerConfig,
     keys: Arc<KeySource>,
     cache: Option<VerifiedCache<VerifiedJwt>>,
 }
@@ -52,15 +52,15 @@ impl Authorizer {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
-    pub fn keys(&self) -> &Arc<KeySource> {
+    pub(crate) fn keys(&self) -> &Arc<KeySource> {
         &self.keys
     }
 
-    pub fn has_keys(&self) -> bool {
+    pub(crate) fn has_keys(&self) -> bool {
         self.keys.current().is_some()
     }
 
@@ -84,7 +84,7 @@ impl Authorizer {
     }
 
     /// Full verification of a token whose digest missed the cache; caches the result.
-    pub async fn verify_uncached(
+    pub(crate) async fn verify_uncached(
         &self,
         token: &str,
         digest: Digest,

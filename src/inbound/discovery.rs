@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 use url::Url;
 
-pub use crate::rules::expected_issuer;
+pub(crate) use crate::rules::expected_issuer;
 
 /// An issuer as compared: origin (scheme, lowercased host, port unless default) and path
 /// without a trailing slash. `None` unless it is an http(s) URL without query, fragment or
 /// credentials (OpenID Connect Discovery 3).
-pub fn normalise(issuer: &str) -> Option<String> {
+fn normalise(issuer: &str) -> Option<String> {
     let url = Url::parse(issuer).ok()?;
     let plain = matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some()
@@ -30,7 +30,7 @@ pub fn normalise(issuer: &str) -> Option<String> {
 }
 
 /// Whether a discovery document fetched from `discovery_url` may claim `issuer`.
-pub fn issuer_matches(discovery_url: &Url, issuer: &str) -> bool {
+pub(crate) fn issuer_matches(discovery_url: &Url, issuer: &str) -> bool {
     match (expected_issuer(discovery_url), normalise(issuer)) {
         (Some(expected), Some(claimed)) => expected == claimed,
         _ => false,
@@ -51,7 +51,12 @@ impl IssuerRegistry {
 
     /// Claims `issuer` for the source at `discovery_url` (whose liveness `token` tracks).
     /// Refused, naming the other discovery URL, when a live source with another URL holds it.
-    pub fn claim(&self, issuer: &str, discovery_url: &str, token: &Arc<()>) -> Result<(), String> {
+    pub(crate) fn claim(
+        &self,
+        issuer: &str,
+        discovery_url: &str,
+        token: &Arc<()>,
+    ) -> Result<(), String> {
         let key = normalise(issuer).unwrap_or_else(|| issuer.to_string());
         let mut claims = self
             .claims

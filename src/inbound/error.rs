@@ -52,7 +52,7 @@ pub enum AuthError {
 impl AuthError {
     /// Every variant, so the metric's series can be shown at 0 from the start. (A variant
     /// added to the enum belongs here too; the unit test below checks the labels are distinct.)
-    pub const ALL: [AuthError; 22] = [
+    pub(crate) const ALL: [AuthError; 22] = [
         AuthError::Missing,
         AuthError::MultipleCredentials,
         AuthError::NotBearer,
@@ -78,7 +78,7 @@ impl AuthError {
     ];
 
     /// Metric label and log field: a small fixed set.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
             AuthError::MultipleCredentials => "multiple_credentials",
@@ -106,11 +106,11 @@ impl AuthError {
     }
 
     /// Valid token, but not allowed here: 403 `insufficient_scope` rather than 401.
-    pub fn is_forbidden(self) -> bool {
+    pub(crate) fn is_forbidden(self) -> bool {
         matches!(self, AuthError::MissingScope | AuthError::ClaimMismatch)
     }
 
-    pub fn from_jwt(error: &jsonwebtoken::errors::Error) -> AuthError {
+    pub(crate) fn from_jwt(error: &jsonwebtoken::errors::Error) -> AuthError {
         use jsonwebtoken::errors::ErrorKind;
         match error.kind() {
             ErrorKind::InvalidSignature

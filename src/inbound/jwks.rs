@@ -6,7 +6,6 @@
 //! when its `issuer` is not the one its URL names, when another key source already speaks for
 //! that issuer, or when its `jwks_uri` breaks the [`crate::egress`] rules.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -39,7 +38,7 @@ pub enum KeyFamily {
 }
 
 impl KeyFamily {
-    pub fn fits(self, alg: Algorithm) -> bool {
+    fn fits(self, alg: Algorithm) -> bool {
         use Algorithm::*;
         matches!(
             (self, alg),
@@ -55,10 +54,10 @@ impl KeyFamily {
 
 /// Names one key across fetches (a digest of its `kid` and public material): a token verified
 /// under a key is trusted from the cache only while the key set still holds that key.
-pub type KeyTag = u64;
+pub(crate) type KeyTag = u64;
 
 /// The tag of a key given by its `kid` and public material.
-pub fn key_tag(parts: &[&str]) -> KeyTag {
+pub(crate) fn key_tag(parts: &[&str]) -> KeyTag {
     let digest = super::verified_cache::digest(&parts.join("\u{0}"));
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
@@ -76,7 +75,7 @@ pub struct VerifyKey {
 }
 
 impl VerifyKey {
-    pub fn accepts(&self, alg: Algorithm) -> bool {
+    fn accepts(&self, alg: Algorithm) -> bool {
         self.family.fits(alg) && self.alg.is_none_or(|a| a == alg)
     }
 }
@@ -85,13 +84,12 @@ impl VerifyKey {
 pub struct KeySet {
     pub issuer: String,
     pub keys: Vec<VerifyKey>,
-    pub fetched_at: Instant,
     pub refresh_after: Duration,
 }
 
 impl KeySet {
     /// The key for a token's `kid` and `alg`. Without a `kid`, the one key that fits, if only one does.
-    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&VerifyKey> {
+    pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&VerifyKey> {
         match kid {
             Some(kid) => self
                 .keys
@@ -108,12 +106,12 @@ impl KeySet {
         }
     }
 
-    pub fn has_kid(&self, kid: &str) -> bool {
+    fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Whether the key with this tag is still in the set.
-    pub fn holds(&self, tag: KeyTag) -> bool {
+    fn holds(&self, tag: KeyTag) -> bool {
         self.keys.iter().any(|k| k.tag == tag)
     }
 }
@@ -140,7 +138,7 @@ pub enum KeysError {
 
 impl KeysError {
     /// A document keygate refuses to trust (not an outage): logged as an error.
-    pub fn is_refusal(&self) -> bool {
+    fn is_refusal(&self) -> bool {
         matches!(
             self,
             KeysError::IssuerMismatch { .. } | KeysError::IssuerTaken { .. } | KeysError::Egress(_)
@@ -155,8 +153,6 @@ pub struct KeySource {
     current: ArcSwapOption<KeySet>,
     /// Held while fetching; remembers when the last forced refresh started.
     forced: Mutex<Option<Instant>>,
-    fetches: AtomicU64,
-    failures: AtomicU64,
     counters: Option<FetchCounters>,
     registry: Arc<IssuerRegistry>,
     /// Alive as long as this source: its claim on an issuer lapses with it.
@@ -178,8 +174,8 @@ pub struct SourceOptions {
 
 /// Prometheus counters for one key source's fetches.
 pub struct FetchCounters {
-    pub success: IntCounter,
-    pub failure: IntCounter,
+    pub(crate) success: IntCounter,
+    pub(crate) failure: IntCounter,
 }
 
 impl KeySource {
@@ -197,8 +193,6 @@ impl KeySource {
             client,
             current: ArcSwapOption::empty(),
             forced: Mutex::new(None),
-            fetches: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
             counters: options.counters,
             registry: options.registry.unwrap_or_default(),
             alive: Arc::new(()),
@@ -207,33 +201,21 @@ impl KeySource {
         })
     }
 
-    pub fn discovery_url(&self) -> &Url {
-        &self.discovery_url
-    }
-
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
     }
 
     /// Why the last fetch failed, unless a later one succeeded (no secrets: hosts and issuers).
-    pub fn last_error(&self) -> Option<Arc<String>> {
+    pub(crate) fn last_error(&self) -> Option<Arc<String>> {
         self.last_error.load_full()
     }
 
     /// Whether the keys held include the key with this tag (cheap: no reference count taken).
-    pub fn holds(&self, tag: KeyTag) -> bool {
+    pub(crate) fn holds(&self, tag: KeyTag) -> bool {
         self.current
             .load()
             .as_ref()
             .is_some_and(|set| set.holds(tag))
-    }
-
-    /// Completed fetch attempts (discovery + JWKS count as one), and failed ones.
-    pub fn fetch_counts(&self) -> (u64, u64) {
-        (
-            self.fetches.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-        )
     }
 
     /// Replaces the keys held (what a successful fetch does; also lets benches preload keys).
@@ -243,7 +225,6 @@ impl KeySource {
 
     /// Fetches discovery and JWKS now and swaps the keys in; on failure the old keys stay.
     pub async fn refresh(&self) -> Result<Arc<KeySet>, KeysError> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch().await {
             Ok(set) => {
                 let set = Arc::new(set);
@@ -255,7 +236,6 @@ impl KeySource {
                 Ok(set)
             }
             Err(error) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
                 self.last_error.store(Some(Arc::new(error.to_string())));
                 if let Some(c) = &self.counters {
                     c.failure.inc();
@@ -274,7 +254,7 @@ impl KeySource {
 
     /// Called for a `kid` the keys do not hold: refreshes unless another refresh is under way
     /// (then waits for it) or one ran within [`UNKNOWN_KID_INTERVAL`]. Returns the keys to use.
-    pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> Option<Arc<KeySet>> {
+    pub(crate) async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> Option<Arc<KeySet>> {
         let mut last = self.forced.lock().await;
         // Someone else may have fetched while we waited for the lock.
         if let (Some(current), Some(kid)) = (self.current(), kid)
@@ -290,7 +270,7 @@ impl KeySource {
     }
 
     /// Keeps the keys fresh until the source is dropped.
-    pub fn spawn_refresher(self: &Arc<Self>) {
+    pub(crate) fn spawn_refresher(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut retry = Duration::from_secs(1);
@@ -350,7 +330,6 @@ impl KeySource {
         Ok(KeySet {
             issuer,
             keys,
-            fetched_at: Instant::now(),
             refresh_after,
         })
     }
@@ -374,7 +353,7 @@ impl KeySource {
 
 /// A JWK usable for signature verification, or `None` (skipped, not fatal: IdPs publish
 /// encryption keys and algorithms keygate does not accept).
-pub fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
+fn parse_jwk(jwk: &Value) -> Option<VerifyKey> {
     let field = |name: &str| jwk.get(name).and_then(Value::as_str);
     if field("use").is_some_and(|u| u != "sig") {
         return None;

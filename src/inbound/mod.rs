@@ -2,11 +2,11 @@
 //! route's authorizer (the user is issuer + `user_claim`, the workload is the route's), or a
 //! workload access token issued by this gateway (it names workload and user itself).
 
-pub mod authorizer;
+pub(crate) mod authorizer;
 pub mod discovery;
-pub mod error;
+pub(crate) mod error;
 pub mod jwks;
-pub mod token;
+pub(crate) mod token;
 pub mod verified_cache;
 pub mod workload_token;
 
@@ -14,7 +14,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 pub use authorizer::{Authorizer, VerifiedJwt};
-pub use error::AuthError;
+pub(crate) use error::AuthError;
 pub use workload_token::{WorkloadClaims, WorkloadTokens};
 
 /// A user. Users named by id (through the identity API) have no issuer; JWT users always do,
@@ -27,23 +27,17 @@ pub struct UserId {
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub workload: Option<String>,
-    pub user: Option<UserId>,
-    pub via: CallerKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallerKind {
-    /// A user JWT checked by the named route's authorizer.
-    UserJwt,
-    /// A workload access token issued by this gateway.
-    WorkloadToken,
+pub(crate) struct Caller {
+    pub(crate) workload: Option<String>,
+    pub(crate) user: Option<UserId>,
 }
 
 /// The one Bearer token of a request. Two `Authorization` headers, or a token in the query
 /// string as well, are refused: a single credential carrier, no ambiguity.
-pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<&'a str, AuthError> {
+pub(crate) fn bearer_token<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+) -> Result<&'a str, AuthError> {
     if query.is_some_and(has_query_token) {
         return Err(AuthError::MultipleCredentials);
     }
@@ -77,7 +71,7 @@ fn has_query_token(query: &str) -> bool {
 /// Hot path first: a token seen before is found by its digest in either verified cache without
 /// being parsed again. Only a cache miss reads the header to tell keygate's own tokens (by
 /// `kid`) from user JWTs.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     token: &str,
     authorizer: Option<&Authorizer>,
     workload: Option<&str>,
@@ -113,7 +107,6 @@ fn workload_caller(claims: &WorkloadClaims, workload: Option<&str>) -> Result<Ca
     Ok(Caller {
         workload: Some(claims.sub.clone()),
         user: claims.user(),
-        via: CallerKind::WorkloadToken,
     })
 }
 
@@ -124,7 +117,6 @@ fn user_caller(verified: &VerifiedJwt, workload: Option<&str>) -> Caller {
             issuer: Some(verified.issuer.clone()),
             id: verified.user.clone(),
         }),
-        via: CallerKind::UserJwt,
     }
 }
 

@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 use super::error::AuthError;
 
 /// Tokens larger than this are refused unread.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Asymmetric algorithms only; never `none` or HMAC (a public key must not become a secret).
-pub const ALLOWED_ALGORITHMS: &[Algorithm] = &[
+pub(crate) const ALLOWED_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -30,17 +30,17 @@ const FORBIDDEN_HEADER_PARAMETERS: &[&str] = &["jwk", "jku", "x5u", "x5c", "crit
 
 /// The parts of a token that matter before verification.
 #[derive(Debug)]
-pub struct TokenHeader {
-    pub alg: Algorithm,
-    pub kid: Option<String>,
+pub(crate) struct TokenHeader {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
     /// The media type the token says it is (`typ`), when present.
-    pub typ: Option<String>,
+    typ: Option<String>,
 }
 
 impl TokenHeader {
     /// Whether `typ` is absent or names an access token or plain JWT (`JWT`, `at+jwt`, with or
     /// without `application/`, any case): never `refresh+jwt`, `logout+jwt` and the like.
-    pub fn is_access_token_type(&self) -> bool {
+    pub(crate) fn is_access_token_type(&self) -> bool {
         self.typ.as_deref().is_none_or(|typ| {
             let typ = typ.to_ascii_lowercase();
             let typ = typ.strip_prefix("application/").unwrap_or(&typ);
@@ -50,7 +50,7 @@ impl TokenHeader {
 }
 
 /// Checks a token's shape and reads its header.
-pub fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
+pub(crate) fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::TooLarge);
     }
@@ -93,7 +93,7 @@ pub fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
 }
 
 /// The payload as a JSON object, refusing duplicate keys at any depth.
-pub fn payload(token: &str) -> Result<Map<String, Value>, AuthError> {
+pub(crate) fn payload(token: &str) -> Result<Map<String, Value>, AuthError> {
     let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
     strict_json_object(payload)
 }

@@ -13,7 +13,7 @@ use moka::sync::Cache;
 /// Longest an entry is kept, whatever its `exp`.
 const MAX_ENTRY_LIFETIME: Duration = Duration::from_secs(3600);
 
-pub type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
 pub fn digest(token: &str) -> Digest {
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
@@ -22,14 +22,14 @@ pub fn digest(token: &str) -> Digest {
     out
 }
 
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// A verification result: the `exp` it is valid until and the key that verified it.
-pub trait Expiring {
+pub(crate) trait Expiring {
     fn exp(&self) -> u64;
     /// The tag of the key whose signature was checked ([`super::jwks::KeyTag`]).
     fn key(&self) -> u64;
@@ -49,12 +49,12 @@ impl<V: Expiring> Expiry<Digest, Arc<V>> for UntilExp {
     }
 }
 
-pub struct VerifiedCache<V> {
+pub(crate) struct VerifiedCache<V> {
     cache: Cache<Digest, Arc<V>>,
 }
 
 impl<V: Expiring + Send + Sync + 'static> VerifiedCache<V> {
-    pub fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64) -> Self {
         VerifiedCache {
             cache: Cache::builder()
                 .max_capacity(capacity)
@@ -65,7 +65,11 @@ impl<V: Expiring + Send + Sync + 'static> VerifiedCache<V> {
 
     /// The cached value, if the token has not expired (no leeway: the cache never extends a
     /// token) and `key_held` says its key is still in use; an entry whose key is gone is evicted.
-    pub fn get(&self, digest: &Digest, key_held: impl FnOnce(u64) -> bool) -> Option<Arc<V>> {
+    pub(crate) fn get(
+        &self,
+        digest: &Digest,
+        key_held: impl FnOnce(u64) -> bool,
+    ) -> Option<Arc<V>> {
         let value = self.cache.get(digest).filter(|v| v.exp() > now_secs())?;
         if key_held(value.key()) {
             Some(value)
@@ -75,7 +79,7 @@ impl<V: Expiring + Send + Sync + 'static> VerifiedCache<V> {
         }
     }
 
-    pub fn insert(&self, digest: Digest, value: Arc<V>) {
+    pub(crate) fn insert(&self, digest: Digest, value: Arc<V>) {
         self.cache.insert(digest, value);
     }
 }

@@ -22,10 +22,10 @@ use crate::inbound::UserId;
 use crate::vault::{Credential, Owner, Vault, VaultError};
 use secrecy::{ExposeSecret, SecretString};
 
-pub const AUDIENCE: &str = "keygate";
-pub const LIFETIME: Duration = Duration::from_secs(3600);
+const AUDIENCE: &str = "keygate";
+const LIFETIME: Duration = Duration::from_secs(3600);
 /// Every keygate signing key id starts with this, so a token can be told apart cheaply.
-pub const KID_PREFIX: &str = "keygate-";
+const KID_PREFIX: &str = "keygate-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
@@ -44,23 +44,23 @@ pub enum SigningKeyError {
 /// What a workload access token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WorkloadClaims {
-    pub iss: String,
-    pub aud: String,
+    iss: String,
+    aud: String,
     /// The workload's name.
-    pub sub: String,
+    pub(crate) sub: String,
     /// The user's id (a user id given to the API, or the JWT user's `user_claim` value).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub uid: Option<String>,
+    uid: Option<String>,
     /// The JWT user's issuer; absent for users named by id.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub uiss: Option<String>,
-    pub iat: u64,
-    pub exp: u64,
-    pub jti: String,
+    uiss: Option<String>,
+    iat: u64,
+    exp: u64,
+    jti: String,
 }
 
 impl WorkloadClaims {
-    pub fn user(&self) -> Option<UserId> {
+    pub(crate) fn user(&self) -> Option<UserId> {
         self.uid.as_ref().map(|id| UserId {
             issuer: self.uiss.clone(),
             id: id.clone(),
@@ -273,7 +273,7 @@ impl WorkloadTokens {
     }
 
     /// Re-reads the keys from the vault (after a rotation); on error the keys in use stay.
-    pub async fn reload(&self, vault: &Vault) -> Result<(), SigningKeyError> {
+    pub(crate) async fn reload(&self, vault: &Vault) -> Result<(), SigningKeyError> {
         let ders = stored_keys(vault).await?.ok_or(SigningKeyError::Invalid)?;
         self.ring.store(Arc::new(ring_from(&ders)?));
         Ok(())
@@ -284,12 +284,12 @@ impl WorkloadTokens {
     }
 
     /// Whether a `kid` names a key of this gateway.
-    pub fn is_own_kid(kid: Option<&str>) -> bool {
+    pub(crate) fn is_own_kid(kid: Option<&str>) -> bool {
         kid.is_some_and(|k| k.starts_with(KID_PREFIX))
     }
 
     /// A token for `workload`, acting for `user` (or for no user), valid for `lifetime`.
-    pub fn issue_for(
+    fn issue_for(
         &self,
         workload: &str,
         user: Option<&UserId>,
@@ -331,7 +331,7 @@ impl WorkloadTokens {
 
     /// The verified token with this digest, if it is cached, unexpired, and its signing key is
     /// still in the ring (a key rotated out takes its tokens with it).
-    pub fn cached(&self, digest: &Digest) -> Option<Arc<WorkloadClaims>> {
+    pub(crate) fn cached(&self, digest: &Digest) -> Option<Arc<WorkloadClaims>> {
         let ring = self.ring.load();
         self.cache
             .get(digest, |tag| ring.holds(tag))
@@ -339,7 +339,7 @@ impl WorkloadTokens {
     }
 
     /// Full verification of a token whose digest missed the cache; caches the result.
-    pub fn verify_uncached(
+    pub(crate) fn verify_uncached(
         &self,
         token: &str,
         digest: Digest,
@@ -372,7 +372,7 @@ impl WorkloadTokens {
     }
 
     /// The public keys, as a JWKS document.
-    pub fn jwks(&self) -> serde_json::Value {
+    pub(crate) fn jwks(&self) -> serde_json::Value {
         let ring = self.ring.load();
         serde_json::json!({ "keys": ring.keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() })
     }

@@ -43,7 +43,7 @@ pub fn init(log_format: LogFormat) -> LogGuard {
 
 /// The text format's fields: `message name=value ...` like tracing-subscriber's default, with
 /// control characters escaped.
-pub fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
     format::debug_fn(write_field).delimited(" ")
 }
 

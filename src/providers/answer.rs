@@ -17,17 +17,17 @@ use super::vendors::Dialect;
 
 /// A token endpoint's answer.
 #[derive(Debug)]
-pub struct TokenResponse {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
-    pub expires_in: Option<u64>,
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: SecretString,
+    pub(crate) refresh_token: Option<SecretString>,
+    pub(crate) expires_in: Option<u64>,
     /// Granted scopes, when the provider says (its own separators and spellings).
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 /// Why an answer is not a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AnswerError {
+pub(crate) enum AnswerError {
     /// The provider refused: its status and OAuth error code (sanitised).
     #[error("refused (HTTP {status}, {error})")]
     Refused { status: u16, error: String },
@@ -40,7 +40,7 @@ pub enum AnswerError {
 }
 
 /// Reads an answer of the token endpoint of a vendor speaking `dialect`.
-pub fn read(
+pub(crate) fn read(
     dialect: &Dialect,
     status: StatusCode,
     headers: &HeaderMap,
@@ -147,7 +147,7 @@ fn token(dialect: &Dialect, fields: &Map<String, Value>) -> Result<TokenResponse
 }
 
 /// An OAuth error code is a short token; anything else is not echoed anywhere.
-pub fn sanitize_code(code: &str) -> String {
+fn sanitize_code(code: &str) -> String {
     if code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         code.to_string()
     } else {

@@ -19,7 +19,7 @@ struct Backoff {
     delay: Duration,
 }
 
-pub struct Cooldown {
+pub(crate) struct Cooldown {
     entries: Cache<Owner, Backoff>,
 }
 
@@ -36,7 +36,7 @@ impl Default for Cooldown {
 
 impl Cooldown {
     /// `Err` while `owner`'s last token request failed less than its cool-down ago.
-    pub fn check(&self, provider: &str, owner: &Owner) -> Result<(), ProviderError> {
+    pub(crate) fn check(&self, provider: &str, owner: &Owner) -> Result<(), ProviderError> {
         match self.entries.get(owner) {
             Some(b) if Instant::now() < b.until => Err(ProviderError::CoolingDown {
                 provider: provider.to_string(),
@@ -46,7 +46,7 @@ impl Cooldown {
     }
 
     /// Remembers the outcome of a token request for `owner`.
-    pub fn record<T>(&self, owner: &Owner, result: &Result<T, ProviderError>) {
+    pub(crate) fn record<T>(&self, owner: &Owner, result: &Result<T, ProviderError>) {
         match result {
             Ok(_) => self.entries.invalidate(owner),
             Err(_) => {

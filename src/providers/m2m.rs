@@ -31,14 +31,14 @@ pub enum CredentialError {
 /// What an M2M token is asked for: scopes, and optionally resource indicators (RFC 8707) and
 /// audiences (as Auth0 and others name the API a token is for).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Grant<'a> {
-    pub scopes: &'a [String],
-    pub resources: &'a [String],
-    pub audiences: &'a [String],
+pub(crate) struct Grant<'a> {
+    pub(crate) scopes: &'a [String],
+    pub(crate) resources: &'a [String],
+    pub(crate) audiences: &'a [String],
 }
 
 impl<'a> Grant<'a> {
-    pub fn scopes(scopes: &'a [String]) -> Self {
+    fn scopes(scopes: &'a [String]) -> Self {
         Grant {
             scopes,
             ..Grant::default()
@@ -66,7 +66,7 @@ pub struct M2mTokens {
 }
 
 impl M2mTokens {
-    pub fn new(token_requests: IntCounterVec) -> Self {
+    pub(crate) fn new(token_requests: IntCounterVec) -> Self {
         M2mTokens {
             fetches: Cache::builder()
                 .max_capacity(10_000)
@@ -83,7 +83,7 @@ impl M2mTokens {
 
     /// The vault owner of an M2M token for a whole grant (scopes, resources, audiences): each
     /// different grant is a different token.
-    pub fn owner_for(workload: &str, provider: &str, grant: &Grant<'_>) -> Owner {
+    fn owner_for(workload: &str, provider: &str, grant: &Grant<'_>) -> Owner {
         let sorted = |values: &[String]| {
             let mut values = values.to_vec();
             values.sort();
@@ -101,7 +101,7 @@ impl M2mTokens {
     }
 
     /// A token for `workload` from `client` with `scopes`.
-    pub async fn token(
+    pub(crate) async fn token(
         &self,
         vault: &Vault,
         client: &OAuthClient,
@@ -114,7 +114,7 @@ impl M2mTokens {
 
     /// A token for `workload` from `client` for `grant`: the vaulted one while it may be used,
     /// else a new one (one fetch for all who ask at once).
-    pub async fn token_for(
+    pub(crate) async fn token_for(
         &self,
         vault: &Vault,
         client: &OAuthClient,

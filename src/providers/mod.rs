@@ -3,11 +3,11 @@
 //! the machine-to-machine token cache ([`m2m`]).
 
 mod answer;
-pub mod cooldown;
+pub(crate) mod cooldown;
 pub mod m2m;
-pub mod oauth;
-pub mod scopes;
-pub mod vendors;
+pub(crate) mod oauth;
+pub(crate) mod scopes;
+pub(crate) mod vendors;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,12 +51,12 @@ impl ProviderError {
     /// Metric label for `keygate_token_requests_total{result}`.
     /// The provider refused keygate's client authentication or registration
     /// (`invalid_client`, `unauthorized_client`): a configuration problem to log loudly.
-    pub fn is_client_misconfiguration(&self) -> bool {
+    pub(crate) fn is_client_misconfiguration(&self) -> bool {
         matches!(self, ProviderError::Refused { error, .. }
             if error == "invalid_client" || error == "unauthorized_client")
     }
 
-    pub fn result(&self) -> &'static str {
+    pub(crate) fn result(&self) -> &'static str {
         match self {
             ProviderError::Refused { .. } => "refused",
             ProviderError::Unreachable { .. } => "unreachable",
@@ -70,13 +70,16 @@ impl ProviderError {
 
 /// A provider ready for use.
 #[derive(Clone)]
-pub enum Provider {
+pub(crate) enum Provider {
     OAuth2(Arc<OAuthClient>),
     ApiKey(SecretString),
 }
 
 /// The providers of one config, by name.
-pub fn build(providers: &[ProviderConfig], http: &UpstreamClient) -> HashMap<String, Provider> {
+pub(crate) fn build(
+    providers: &[ProviderConfig],
+    http: &UpstreamClient,
+) -> HashMap<String, Provider> {
     providers
         .iter()
         .map(|p| {

@@ -13,7 +13,7 @@ use url::Url;
 use url::form_urlencoded;
 
 use super::ProviderError;
-pub use super::answer::TokenResponse;
+pub(crate) use super::answer::TokenResponse;
 use super::answer::{self, AnswerError};
 use super::vendors::{self, Dialect, Preset};
 use crate::body;
@@ -23,20 +23,20 @@ use crate::upstream::UpstreamClient;
 
 /// A provider's endpoints.
 #[derive(Debug, Clone)]
-pub struct Endpoints {
-    pub authorization: Option<Url>,
-    pub token: Url,
+pub(crate) struct Endpoints {
+    pub(crate) authorization: Option<Url>,
+    token: Url,
     /// The authorization server's issuer, when known (discovery, or `issuer` in the config).
-    pub issuer: Option<String>,
+    issuer: Option<String>,
     /// The metadata says the authorization response carries `iss` (RFC 9207).
-    pub iss_parameter_supported: bool,
+    iss_parameter_supported: bool,
 }
 
 impl Endpoints {
     /// Whether an authorization response's `iss` parameter is acceptable (RFC 9207 section
     /// 2.4): when present it must be the issuer (when the issuer is known), and it must be
     /// present when the metadata says the server sends it.
-    pub fn accepts_response_issuer(&self, iss: Option<&str>) -> bool {
+    pub(crate) fn accepts_response_issuer(&self, iss: Option<&str>) -> bool {
         match (iss, &self.issuer) {
             (Some(iss), Some(issuer)) => iss == issuer,
             (Some(_), None) => true,
@@ -45,17 +45,17 @@ impl Endpoints {
     }
 }
 
-pub struct OAuthClient {
-    pub provider: String,
+pub(crate) struct OAuthClient {
+    pub(crate) provider: String,
     config: OAuth2Provider,
     http: UpstreamClient,
     endpoints: OnceCell<Endpoints>,
     /// Recent failed token requests, per vault entry.
-    pub cooldown: super::cooldown::Cooldown,
+    pub(crate) cooldown: super::cooldown::Cooldown,
 }
 
 impl OAuthClient {
-    pub fn new(provider: &str, config: OAuth2Provider, http: UpstreamClient) -> Self {
+    pub(crate) fn new(provider: &str, config: OAuth2Provider, http: UpstreamClient) -> Self {
         OAuthClient {
             provider: provider.to_string(),
             config,
@@ -65,11 +65,7 @@ impl OAuthClient {
         }
     }
 
-    pub fn vendor(&self) -> &str {
-        &self.config.vendor
-    }
-
-    pub fn client_id(&self) -> &str {
+    pub(crate) fn client_id(&self) -> &str {
         &self.config.client_id
     }
 
@@ -79,7 +75,7 @@ impl OAuthClient {
 
     /// The authorization URL's scope parameter, the vendor's own parameters for a consent to
     /// `scopes`, then the caller's `custom` ones (see [`vendors::authorization_parameters`]).
-    pub fn authorization_parameters(
+    pub(crate) fn authorization_parameters(
         &self,
         scopes: &[String],
         custom: &[(String, String)],
@@ -88,7 +84,7 @@ impl OAuthClient {
     }
 
     /// The authorization-code grant with PKCE (RFC 6749 section 4.1, RFC 7636).
-    pub async fn exchange_code(
+    pub(crate) async fn exchange_code(
         &self,
         code: &str,
         redirect_uri: &str,
@@ -104,7 +100,10 @@ impl OAuthClient {
     }
 
     /// The refresh-token grant.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, ProviderError> {
+    pub(crate) async fn refresh(
+        &self,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, ProviderError> {
         self.token_request(vec![
             ("grant_type", "refresh_token".to_string()),
             ("refresh_token", refresh_token.to_string()),
@@ -114,7 +113,7 @@ impl OAuthClient {
 
     /// The endpoints, resolved on first use (discovery is fetched once, then kept). Discovery
     /// and token endpoints must pass the [`crate::egress`] rules.
-    pub async fn endpoints(&self) -> Result<&Endpoints, ProviderError> {
+    pub(crate) async fn endpoints(&self) -> Result<&Endpoints, ProviderError> {
         self.endpoints
             .get_or_try_init(|| self.resolve_endpoints())
             .await
@@ -225,17 +224,9 @@ impl OAuthClient {
         }
     }
 
-    /// The client-credentials grant (RFC 6749 section 4.4).
-    pub async fn client_credentials(
-        &self,
-        scopes: &[String],
-    ) -> Result<TokenResponse, ProviderError> {
-        self.client_credentials_for(scopes, &[], &[]).await
-    }
-
     /// The client-credentials grant with RFC 8707 `resource` indicators and `audience`
     /// parameters (one form field per value).
-    pub async fn client_credentials_for(
+    pub(crate) async fn client_credentials_for(
         &self,
         scopes: &[String],
         resources: &[String],
@@ -251,7 +242,7 @@ impl OAuthClient {
     }
 
     /// Posts a token request with client authentication and reads the answer.
-    pub async fn token_request(
+    async fn token_request(
         &self,
         mut form: Vec<(&str, String)>,
     ) -> Result<TokenResponse, ProviderError> {

@@ -17,7 +17,7 @@ const NOT_ECHOED: &[&str] = &[
 ];
 
 /// The scopes of a provider's `scope` answer, split on spaces and commas.
-pub fn parse_granted(raw: &str) -> Vec<String> {
+pub(crate) fn parse_granted(raw: &str) -> Vec<String> {
     raw.split(|c: char| c.is_whitespace() || c == ',')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
@@ -26,7 +26,7 @@ pub fn parse_granted(raw: &str) -> Vec<String> {
 
 /// The requested scopes that `granted` does not show under any spelling a provider uses for
 /// them. Empty when the grant is complete (or the provider did not say).
-pub fn missing(requested: &[String], granted: &[String]) -> Vec<String> {
+pub(crate) fn missing(requested: &[String], granted: &[String]) -> Vec<String> {
     requested
         .iter()
         .filter(|r| !NOT_ECHOED.contains(&r.as_str()))

@@ -7,11 +7,11 @@
 use crate::config::ClientAuth;
 
 /// The scope that asks for a refresh token (OpenID Connect Core 11).
-pub const OFFLINE_ACCESS: &str = "offline_access";
+const OFFLINE_ACCESS: &str = "offline_access";
 
 /// How a vendor asks for a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offline {
+enum Offline {
     /// The `offline_access` scope, with `prompt=consent` (OpenID providers issue refresh tokens
     /// only after an explicit consent).
     ScopeAndConsent,
@@ -27,24 +27,24 @@ pub enum Offline {
 
 /// What a vendor does differently from plain RFC 6749.
 #[derive(Debug, Clone, Copy)]
-pub struct Dialect {
+pub(crate) struct Dialect {
     /// The authorization parameter naming the scopes (Slack: `user_scope` for user tokens).
-    pub scope_param: &'static str,
+    pub(crate) scope_param: &'static str,
     /// Between scopes in that parameter (Slack: a comma).
-    pub scope_separator: &'static str,
-    pub offline: Offline,
+    scope_separator: &'static str,
+    offline: Offline,
     /// Added to every authorization URL.
-    pub always: &'static [(&'static str, &'static str)],
+    always: &'static [(&'static str, &'static str)],
     /// Client authentication when the config does not choose (the vendor's documented one).
-    pub client_auth: ClientAuth,
+    pub(crate) client_auth: ClientAuth,
     /// Token requests are sent as a JSON object instead of a form (Notion).
-    pub json_requests: bool,
+    pub(crate) json_requests: bool,
     /// Successful token answers may be form-encoded (GitHub, unless asked for JSON).
-    pub form_answers: bool,
+    pub(crate) form_answers: bool,
     /// `token_type` values accepted besides `Bearer` (Slack: `user`, `bot`).
-    pub token_types: &'static [&'static str],
+    pub(crate) token_types: &'static [&'static str],
     /// The vendor's error codes for a refresh token it no longer honours (read as `invalid_grant`).
-    pub invalid_grant: &'static [&'static str],
+    pub(crate) invalid_grant: &'static [&'static str],
 }
 
 /// RFC 6749 and OpenID Connect as written.
@@ -62,14 +62,14 @@ const STANDARD: Dialect = Dialect {
 
 /// How a provider's client authenticates at its token endpoint: as configured, else the way
 /// its vendor's documentation does.
-pub fn client_auth(config: &crate::config::OAuth2Provider) -> ClientAuth {
+pub(crate) fn client_auth(config: &crate::config::OAuth2Provider) -> ClientAuth {
     config
         .client_auth
         .unwrap_or_else(|| dialect(&config.vendor).client_auth)
 }
 
 /// The dialect of `vendor` (`custom` and unlisted vendors speak the standard).
-pub fn dialect(vendor: &str) -> Dialect {
+pub(crate) fn dialect(vendor: &str) -> Dialect {
     match vendor {
         // developers.google.com/identity/protocols/oauth2/web-server
         "google" => Dialect {
@@ -135,7 +135,7 @@ pub fn dialect(vendor: &str) -> Dialect {
 /// token, what the vendor always needs, then the caller's `custom` parameters (a custom one
 /// named like one of the vendor's is left out: a `prompt` or `access_type` of the caller's
 /// cannot cost the user the refresh token asked for). Each name appears once.
-pub fn authorization_parameters(
+pub(crate) fn authorization_parameters(
     vendor: &str,
     scopes: &[String],
     custom: &[(String, String)],
@@ -184,7 +184,7 @@ fn vendor_parameters(vendor: &str, scopes: &[String]) -> Vec<(&'static str, Stri
 }
 
 /// Where a vendor's endpoints come from.
-pub enum Preset {
+pub(crate) enum Preset {
     /// Fixed endpoints: authorization, token.
     Fixed(&'static str, &'static str),
     /// `{domain}` is replaced by the tenant domain: authorization, token.
@@ -194,10 +194,10 @@ pub enum Preset {
 }
 
 /// AgentCore's vendor names (`credentialProviderVendor`) and keygate's: [`crate::rules::VENDORS`].
-pub use crate::rules::VENDORS as AGENTCORE_VENDORS;
+pub(crate) use crate::rules::VENDORS as AGENTCORE_VENDORS;
 
 /// keygate's vendor name for an AgentCore one.
-pub fn from_agentcore(name: &str) -> Option<&'static str> {
+pub(crate) fn from_agentcore(name: &str) -> Option<&'static str> {
     AGENTCORE_VENDORS
         .iter()
         .find(|(a, _)| *a == name)
@@ -205,14 +205,14 @@ pub fn from_agentcore(name: &str) -> Option<&'static str> {
 }
 
 /// AgentCore's vendor name for a keygate one.
-pub fn agentcore_name(vendor: &str) -> Option<&'static str> {
+pub(crate) fn agentcore_name(vendor: &str) -> Option<&'static str> {
     AGENTCORE_VENDORS
         .iter()
         .find(|(_, k)| *k == vendor)
         .map(|(a, _)| *a)
 }
 
-pub fn preset(vendor: &str) -> Option<Preset> {
+pub(crate) fn preset(vendor: &str) -> Option<Preset> {
     use Preset::*;
     Some(match vendor {
         "google" => Fixed(

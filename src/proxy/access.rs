@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::runtime::Route;
 
 /// The status logged and counted for a request whose client disconnected before its answer.
-pub(crate) const CLIENT_CLOSED_REQUEST: u16 = 499;
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 const CLIENT_CLOSED_REASON: &str = "client_closed_request";
 
 /// The span of one proxied request; `route` and `workload` are recorded once known.

@@ -15,13 +15,13 @@ use crate::state::AppState;
 
 /// Where a client retrying a forced route names the consent session it completed (its
 /// `sessionUri`). keygate's own: never forwarded.
-pub static CONSENT_SESSION_HEADER: http::header::HeaderName =
+pub(crate) static CONSENT_SESSION_HEADER: http::header::HeaderName =
     http::header::HeaderName::from_static("x-keygate-consent-session");
 
 /// The secret to inject for this request, if the route's outbound credential injects one.
 /// `consent_session` is the `sessionUri` a client presents (in [`CONSENT_SESSION_HEADER`]) when
 /// it retries a forced route after completing the consent it was asked for.
-pub async fn resolve(
+pub(crate) async fn resolve(
     state: &AppState,
     runtime: &Runtime,
     route: &Route,
@@ -110,7 +110,7 @@ fn challenge(started: consent::Started, provider: &str) -> ProxyError {
 
 /// A refreshed user token after the upstream refused `rejected` (one retry); `None` when
 /// there is nothing to refresh with.
-pub async fn after_rejection(
+pub(crate) async fn after_rejection(
     state: &AppState,
     runtime: &Runtime,
     credential: &UserFederation,
@@ -147,7 +147,7 @@ pub fn inject_header(
 }
 
 /// The query with `param` set to the secret (any value the client sent for it dropped).
-pub fn query_with(query: Option<&str>, param: &str, secret: &SecretString) -> String {
+pub(crate) fn query_with(query: Option<&str>, param: &str, secret: &SecretString) -> String {
     let kept = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(name, _)| name != param);
     form_urlencoded::Serializer::new(String::new())

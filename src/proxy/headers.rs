@@ -11,9 +11,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 // Which headers are hop-by-hop or client credentials: rules the config checks routes against.
 use crate::rules::{HOP_BY_HOP, is_client_credential};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers and every header named in `Connection`. A request's
 /// `TE: trailers` survives (it is end-to-end in meaning for gRPC and HTTP/2).
@@ -71,7 +71,7 @@ pub fn set_forwarded(
 
 /// Removes [`crate::rules::CLIENT_CREDENTIAL_HEADERS`] except those the route lets through. One pass over the
 /// request's headers (usually a handful), no allocation when there is nothing to drop.
-pub fn strip_client_credentials(headers: &mut HeaderMap, pass: &[HeaderName]) {
+pub(crate) fn strip_client_credentials(headers: &mut HeaderMap, pass: &[HeaderName]) {
     let dropped: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_client_credential(name) && !pass.contains(name))

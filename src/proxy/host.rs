@@ -12,7 +12,7 @@ use crate::error::ProxyError;
 use crate::rules::host_without_port;
 
 /// Refuses a request whose host is ambiguous (400 `bad_request`).
-pub fn check(headers: &HeaderMap, uri: &Uri) -> Result<(), ProxyError> {
+pub(crate) fn check(headers: &HeaderMap, uri: &Uri) -> Result<(), ProxyError> {
     let mut values = headers.get_all(header::HOST).iter();
     let host = match (values.next(), values.next()) {
         (None, _) => return Ok(()),

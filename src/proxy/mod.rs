@@ -6,13 +6,11 @@
 mod access;
 pub mod credential;
 pub mod headers;
-pub mod host;
+pub(crate) mod host;
 pub mod path;
 mod rewrite;
 mod send;
 /// The HTTP client, a module of its own below `proxy` (re-exported for older paths).
-pub use crate::upstream;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,22 +36,22 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub tls: bool,
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
 }
 
 /// One request's own facts that phases keep as data (audit events, the `x-request-id` header).
 /// Logging needs none of it: every log line inside the request carries its span.
-pub(crate) struct RequestContext {
-    pub(crate) id: String,
-    pub(crate) conn: ConnInfo,
+struct RequestContext {
+    id: String,
+    conn: ConnInfo,
 }
 
 /// Handles one proxied request: never fails, errors become the contract's responses. The
 /// access log line and the request metrics are written by a guard, so a request whose client
 /// goes away before the answer is logged and counted too (as 499).
-pub async fn handle(
+pub(crate) async fn handle(
     state: &AppState,
     request: Request<Incoming>,
     conn: ConnInfo,

@@ -29,14 +29,14 @@ pub enum PathError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
     /// Normalised path with dot segments resolved.
-    pub path: String,
+    pub(crate) path: String,
     /// The same path before dot segments were resolved (escapes and slashes already normalised).
     /// Equal to `path` when the request had no dot segments.
-    pub unresolved: String,
+    pub(crate) unresolved: String,
 }
 
 impl NormalizedPath {
-    pub fn had_dot_segments(&self) -> bool {
+    pub(crate) fn had_dot_segments(&self) -> bool {
         self.path != self.unresolved
     }
 }

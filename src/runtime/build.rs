@@ -46,19 +46,19 @@ pub enum BuildError {
 }
 
 /// What runtimes are built with, beyond the config; outlives reloads.
-pub struct BuildContext<'a> {
-    pub metrics: &'a Metrics,
+pub(crate) struct BuildContext<'a> {
+    pub(crate) metrics: &'a Metrics,
     /// The client of routes without their own `ca_file`.
-    pub default_client: &'a UpstreamClient,
+    pub(crate) default_client: &'a UpstreamClient,
     /// keygate's own fetches (discovery, JWKS, token endpoints).
-    pub fetch_client: &'a UpstreamClient,
+    pub(crate) fetch_client: &'a UpstreamClient,
     /// One key source per discovery URL, kept across reloads so keys are not refetched.
-    pub key_sources: &'a Mutex<HashMap<String, Arc<KeySource>>>,
-    pub issuers: &'a Arc<IssuerRegistry>,
+    pub(crate) key_sources: &'a Mutex<HashMap<String, Arc<KeySource>>>,
+    pub(crate) issuers: &'a Arc<IssuerRegistry>,
 }
 
 /// Compiles `config` into a runtime.
-pub fn build(config: Config, context: &BuildContext<'_>) -> Result<Runtime, BuildError> {
+pub(crate) fn build(config: Config, context: &BuildContext<'_>) -> Result<Runtime, BuildError> {
     let authorizers = authorizers(&config, context);
     let providers = providers::build(&config.providers, context.fetch_client);
     let mut routes = Vec::with_capacity(config.routes.len());

@@ -3,13 +3,13 @@
 //! forwards, and [`crate::state`] only swaps runtimes on reload.
 
 mod build;
-pub mod route;
+pub(crate) mod route;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use build::{BuildContext, BuildError, build};
-pub use route::{Authentication, Outbound, Route, RouteTable, UserFederation};
+pub(crate) use build::{BuildContext, BuildError, build};
+pub(crate) use route::{Outbound, Route, RouteTable, UserFederation};
 
 use crate::config::Config;
 use crate::inbound::Authorizer;
@@ -17,15 +17,15 @@ use crate::providers::{Provider, m2m::M2mTokens};
 
 /// Everything compiled from one config file.
 pub struct Runtime {
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     pub routes: RouteTable,
     /// The config's authorizers by name (readiness and the identity API's workloads name them;
     /// routes hold theirs).
     pub authorizers: HashMap<String, Arc<Authorizer>>,
     /// The config's providers by name (the identity API reads them too).
-    pub providers: HashMap<String, Provider>,
+    pub(crate) providers: HashMap<String, Provider>,
     /// Machine-to-machine tokens (also kept in the vault, so a reload refetches nothing).
-    pub m2m: M2mTokens,
+    pub(crate) m2m: M2mTokens,
     /// Refreshes of users' tokens in progress, merged per vault entry.
-    pub refreshes: moka::future::Cache<crate::vault::Owner, Arc<secrecy::SecretString>>,
+    pub(crate) refreshes: moka::future::Cache<crate::vault::Owner, Arc<secrecy::SecretString>>,
 }

@@ -17,7 +17,7 @@ use crate::providers::oauth::OAuthClient;
 use crate::upstream::UpstreamClient;
 
 /// Who may call a route.
-pub enum Authentication {
+pub(crate) enum Authentication {
     /// User JWTs of this authorizer, or workload access tokens.
     Authorizer(Arc<Authorizer>),
     /// Workload access tokens only.
@@ -25,7 +25,7 @@ pub enum Authentication {
 }
 
 impl Authentication {
-    pub fn authorizer(&self) -> Option<&Authorizer> {
+    pub(crate) fn authorizer(&self) -> Option<&Authorizer> {
         match self {
             Authentication::Authorizer(authorizer) => Some(authorizer),
             Authentication::WorkloadTokens => None,
@@ -34,7 +34,7 @@ impl Authentication {
 }
 
 /// What a route sends upstream in place of the caller's credential.
-pub enum Outbound {
+pub(crate) enum Outbound {
     /// No `[routes.credential]`: the inbound credential is removed, nothing is injected.
     Nothing,
     /// The inbound `Authorization` header goes upstream as it came.
@@ -53,25 +53,25 @@ pub enum Outbound {
 }
 
 /// A route that sends the user's own token, from the vault or after consent.
-pub struct UserFederation {
-    pub client: Arc<OAuthClient>,
-    pub scopes: Vec<String>,
+pub(crate) struct UserFederation {
+    pub(crate) client: Arc<OAuthClient>,
+    pub(crate) scopes: Vec<String>,
     /// Where the browser goes after consent.
-    pub return_url: String,
+    pub(crate) return_url: String,
     /// A fresh authentication on every request (`force_authentication`).
-    pub force: bool,
-    pub injection: Injection,
+    pub(crate) force: bool,
+    pub(crate) injection: Injection,
 }
 
 impl UserFederation {
-    pub fn provider(&self) -> &str {
+    pub(crate) fn provider(&self) -> &str {
         &self.client.provider
     }
 }
 
 impl Outbound {
     /// Where the credential goes, when the route injects one.
-    pub fn injection(&self) -> Option<&Injection> {
+    pub(crate) fn injection(&self) -> Option<&Injection> {
         match self {
             Outbound::Nothing | Outbound::Passthrough => None,
             Outbound::ApiKey { injection, .. } | Outbound::M2m { injection, .. } => Some(injection),
@@ -80,7 +80,7 @@ impl Outbound {
     }
 
     /// The credential provider the route uses, if any (for the audit log).
-    pub fn provider(&self) -> Option<&str> {
+    pub(crate) fn provider(&self) -> Option<&str> {
         match self {
             Outbound::Nothing | Outbound::Passthrough => None,
             Outbound::ApiKey { provider, .. } => Some(provider),
@@ -90,32 +90,32 @@ impl Outbound {
     }
 
     /// Whether the route has a `[routes.credential]` table at all.
-    pub fn is_configured(&self) -> bool {
+    pub(crate) fn is_configured(&self) -> bool {
         !matches!(self, Outbound::Nothing)
     }
 }
 
 /// One route, ready for the hot path.
 pub struct Route {
-    pub name: String,
-    pub path_prefix: String,
+    pub(crate) name: String,
+    pub(crate) path_prefix: String,
     /// Lower-cased host (no port) this route is limited to.
-    pub host: Option<String>,
-    pub authentication: Authentication,
+    pub(crate) host: Option<String>,
+    pub(crate) authentication: Authentication,
     /// Which agent the route's traffic belongs to, when the route names one.
-    pub workload: Option<String>,
-    pub outbound: Outbound,
+    pub(crate) workload: Option<String>,
+    pub(crate) outbound: Outbound,
     /// Client credential headers that still reach the upstream (`pass_headers`).
-    pub pass_headers: Vec<HeaderName>,
-    pub timeout: Duration,
-    pub upstream: Upstream,
-    pub client: UpstreamClient,
-    pub duration: Histogram,
-    pub upstream_duration: Histogram,
+    pub(crate) pass_headers: Vec<HeaderName>,
+    pub(crate) timeout: Duration,
+    pub(crate) upstream: Upstream,
+    pub(crate) client: UpstreamClient,
+    pub(crate) duration: Histogram,
+    pub(crate) upstream_duration: Histogram,
 }
 
 /// Where a route forwards to, split for building request URIs.
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// `scheme://host[:port]`.
     origin: String,
     /// The upstream's path with no trailing slash (empty for the root).
@@ -123,7 +123,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(url: &Url) -> Self {
+    pub(crate) fn new(url: &Url) -> Self {
         let mut origin = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
         if let Some(port) = url.port() {
             origin.push_str(&format!(":{port}"));
@@ -136,13 +136,13 @@ impl Upstream {
 }
 
 impl Route {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The upstream URI for a normalised request path (which starts with this route's prefix)
     /// and its raw query.
-    pub fn upstream_uri(&self, path: &str, query: Option<&str>) -> String {
+    pub(crate) fn upstream_uri(&self, path: &str, query: Option<&str>) -> String {
         let rest = path.get(self.path_prefix.len()..).unwrap_or_default();
         let Upstream { origin, base } = &self.upstream;
         let mut uri = String::with_capacity(origin.len() + base.len() + rest.len() + 64);
@@ -167,7 +167,7 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(mut routes: Vec<Arc<Route>>) -> Self {
+    pub(crate) fn new(mut routes: Vec<Arc<Route>>) -> Self {
         routes.sort_by_key(|r| (std::cmp::Reverse(r.path_prefix.len()), r.host.is_none()));
         RouteTable { routes }
     }
@@ -184,15 +184,7 @@ impl RouteTable {
         })
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
     }
 }

@@ -23,13 +23,13 @@ use tokio::sync::watch;
 use crate::body::{Body, BoxError};
 
 /// Requests in flight on one connection and when the last one ended.
-pub struct Activity {
+struct Activity {
     in_flight: AtomicUsize,
     last_active: std::sync::Mutex<Instant>,
 }
 
 impl Activity {
-    pub fn new() -> Arc<Self> {
+    fn new() -> Arc<Self> {
         Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
             last_active: std::sync::Mutex::new(Instant::now()),
@@ -98,7 +98,7 @@ impl HttpBody for TrackedBody {
 }
 
 /// Serves one connection until it ends, the gateway shuts down, or it idles out.
-pub async fn serve<I, H, F>(
+pub(crate) async fn serve<I, H, F>(
     io: I,
     builder: &auto::Builder<TokioExecutor>,
     handler: H,

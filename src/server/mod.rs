@@ -241,7 +241,7 @@ async fn accept_proxy(
 
 /// Admin connections open at once, at most: probes and a scraper or two. More wait in the
 /// kernel's backlog, so the admin port can never take the file descriptors the proxy needs.
-pub const ADMIN_MAX_CONNECTIONS: usize = 32;
+const ADMIN_MAX_CONNECTIONS: usize = 32;
 
 /// The admin listener: HTTP/1.1 only, its own small connection cap, and the proxy's header-read
 /// and idle timeouts (a connection that never finishes its request head is closed).

@@ -110,7 +110,7 @@ impl Vault {
     }
 
     /// Whether the last write to the store failed (and no probe has succeeded since).
-    pub fn writes_failing(&self) -> bool {
+    pub(crate) fn writes_failing(&self) -> bool {
         self.writes_failing.load(Ordering::Acquire)
     }
 

@@ -6,14 +6,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Most bytes a single vaulted token may have (AgentCore's limit).
-pub const MAX_TOKEN_BYTES: usize = 4096;
+pub(crate) const MAX_TOKEN_BYTES: usize = 4096;
 
 /// Longest token lifetime believed (ten years): a provider's absurd `expires_in` cannot overflow
 /// the arithmetic or keep a token forever.
-pub const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
+const MAX_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
 
 /// Seconds a provider's `expires_in` stands for, within [`MAX_LIFETIME_SECS`].
-pub fn lifetime_secs(expires_in: u64) -> i64 {
+pub(crate) fn lifetime_secs(expires_in: u64) -> i64 {
     i64::try_from(expires_in)
         .unwrap_or(MAX_LIFETIME_SECS)
         .min(MAX_LIFETIME_SECS)
@@ -52,7 +52,7 @@ pub const fn refresh_margin(lifetime: i64) -> i64 {
 impl OAuthTokens {
     /// Whether the access token is due for refresh at `now`: within [`refresh_margin`] of its
     /// expiry (a minute when its lifetime is unknown).
-    pub fn due_for_refresh(&self, now: i64) -> bool {
+    pub(crate) fn due_for_refresh(&self, now: i64) -> bool {
         let margin = self.lifetime_secs.map_or(60, refresh_margin);
         self.expires_at.is_some_and(|at| at <= now + margin)
     }
@@ -62,7 +62,7 @@ impl OAuthTokens {
     /// Never decided by how a provider spells its grant alone, so a completed consent always
     /// serves the request that started it. (Records without `requested`, from before it was
     /// kept, fall back to the granted scopes, with `offline_access` met by a refresh token.)
-    pub fn covers(&self, wanted: &[String]) -> bool {
+    pub(crate) fn covers(&self, wanted: &[String]) -> bool {
         wanted.iter().all(|w| {
             self.requested.contains(w)
                 || self.scopes.contains(w)

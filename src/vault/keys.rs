@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretBox};
 
 use crate::config::{SecretError, SecretSource};
 
-pub const KEY_BYTES: usize = 32;
+pub(crate) const KEY_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -68,7 +68,7 @@ impl Kek {
         Ok(Kek::from_bytes(bytes))
     }
 
-    pub fn expose(&self) -> &[u8; KEY_BYTES] {
+    pub(crate) fn expose(&self) -> &[u8; KEY_BYTES] {
         self.bytes.expose_secret()
     }
 
@@ -110,11 +110,11 @@ impl KeyRing {
     }
 
     /// Whether this ring opens records sealed by the key named `id`.
-    pub fn knows(&self, id: &str) -> bool {
+    pub(crate) fn knows(&self, id: &str) -> bool {
         self.find(id).is_some()
     }
 
-    pub fn find(&self, id: &str) -> Option<&Kek> {
+    pub(crate) fn find(&self, id: &str) -> Option<&Kek> {
         std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|k| k.id == id)

@@ -16,7 +16,7 @@
 mod breaker;
 mod cache;
 pub mod credential;
-pub mod keys;
+pub(crate) mod keys;
 mod lock;
 mod owner;
 mod rotation;
@@ -33,10 +33,8 @@ use prometheus::{IntCounter, IntCounterVec};
 
 pub use credential::{Credential, OAuthTokens};
 pub use keys::{Kek, KeyError, KeyRing};
-pub use lock::VaultLock;
 pub use owner::{Owner, OwnerKind};
-pub use rotation::Rotation;
-pub use seal::SealError;
+pub(crate) use seal::SealError;
 pub use store::{Entry, Store, StoreError};
 
 use crate::config::VaultConfig;
@@ -163,7 +161,7 @@ impl Vault {
     }
 
     /// Stores `credential` only if `owner` has no record yet; true when stored.
-    pub async fn put_new(
+    pub(crate) async fn put_new(
         &self,
         owner: &Owner,
         credential: &Credential,
@@ -175,7 +173,7 @@ impl Vault {
     }
 
     /// The record as the store has it now, with its version for [`Vault::replace_version`].
-    pub async fn get_versioned(
+    pub(crate) async fn get_versioned(
         &self,
         owner: &Owner,
     ) -> Result<Option<(i64, Credential)>, VaultError> {
@@ -185,7 +183,10 @@ impl Vault {
 
     /// The record as the store has it now with its version, expired or not (a token past its
     /// expiry may still be refreshed).
-    pub async fn stored(&self, owner: &Owner) -> Result<Option<(i64, Credential)>, VaultError> {
+    pub(crate) async fn stored(
+        &self,
+        owner: &Owner,
+    ) -> Result<Option<(i64, Credential)>, VaultError> {
         self.cache.invalidate(owner).await;
         let entry = self.guarded(self.store.get(owner)).await?;
         Ok(entry.and_then(|e| self.open_entry(owner, &e).map(|c| (e.version, c))))
@@ -230,7 +231,7 @@ impl Vault {
 
     /// Replaces the record only if it is still at `version` (read-modify-write without lost
     /// updates); true when replaced.
-    pub async fn replace_version(
+    pub(crate) async fn replace_version(
         &self,
         owner: &Owner,
         version: i64,
@@ -247,7 +248,7 @@ impl Vault {
 
     /// Records a request signature as used for `memory_secs`: `None` on its first use, else
     /// when it was first used (unix milliseconds).
-    pub async fn first_use(
+    pub(crate) async fn first_use(
         &self,
         signature: &str,
         memory_secs: i64,
@@ -258,7 +259,7 @@ impl Vault {
     }
 
     /// How many unexpired records of `kind` one user has (metadata only; nothing is opened).
-    pub async fn count_live_for_user(
+    pub(crate) async fn count_live_for_user(
         &self,
         kind: impl Into<OwnerKind>,
         user_issuer: &str,

@@ -57,7 +57,7 @@ impl OwnerKind {
     }
 
     /// The kind stored as `text`; [`OwnerKind::Unknown`] for text no kind has.
-    pub fn from_stored(text: &str) -> OwnerKind {
+    pub(crate) fn from_stored(text: &str) -> OwnerKind {
         OwnerKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == text)
@@ -116,7 +116,12 @@ impl Owner {
 
     /// A user's tokens for `provider`, obtained through `workload` (`user_issuer` empty for a
     /// user named by id).
-    pub fn user_token(workload: &str, user_issuer: &str, user_id: &str, provider: &str) -> Owner {
+    pub(crate) fn user_token(
+        workload: &str,
+        user_issuer: &str,
+        user_id: &str,
+        provider: &str,
+    ) -> Owner {
         Owner {
             workload: workload.to_string(),
             user_issuer: user_issuer.to_string(),
@@ -127,7 +132,7 @@ impl Owner {
     }
 
     /// A workload's client-credentials token from `provider` for the grant `qualifier` names.
-    pub fn m2m_token(workload: &str, provider: &str, qualifier: String) -> Owner {
+    pub(crate) fn m2m_token(workload: &str, provider: &str, qualifier: String) -> Owner {
         Owner {
             workload: workload.to_string(),
             provider: provider.to_string(),
@@ -137,7 +142,7 @@ impl Owner {
     }
 
     /// keygate's signing keys named `name`.
-    pub fn signing_key(name: &str) -> Owner {
+    pub(crate) fn signing_key(name: &str) -> Owner {
         Owner {
             provider: name.to_string(),
             ..Owner::of(OwnerKind::SigningKey)
@@ -145,7 +150,7 @@ impl Owner {
     }
 
     /// The consent session with id `id`.
-    pub fn consent_session(id: &str) -> Owner {
+    pub(crate) fn consent_session(id: &str) -> Owner {
         Owner {
             qualifier: id.to_string(),
             ..Owner::of(OwnerKind::ConsentSession)
@@ -154,7 +159,7 @@ impl Owner {
 
     /// The index entry of a pending consent session: one user's, through `workload`, for
     /// `provider`, keyed by `qualifier`.
-    pub fn consent_pending(
+    pub(crate) fn consent_pending(
         workload: &str,
         user_issuer: &str,
         user_id: &str,
@@ -169,7 +174,7 @@ impl Owner {
     }
 
     /// A workload identity created through the identity API.
-    pub fn workload_identity(name: &str) -> Owner {
+    pub(crate) fn workload_identity(name: &str) -> Owner {
         Owner {
             workload: name.to_string(),
             ..Owner::of(OwnerKind::WorkloadIdentity)
@@ -177,7 +182,7 @@ impl Owner {
     }
 
     /// A credential provider created through the identity API.
-    pub fn credential_provider(name: &str) -> Owner {
+    pub(crate) fn credential_provider(name: &str) -> Owner {
         Owner {
             provider: name.to_string(),
             ..Owner::of(OwnerKind::CredentialProvider)

@@ -24,7 +24,7 @@ impl Vault {
     /// Loads the keys of `config` (a SIGHUP reload): records are sealed by its current key from
     /// now on, and those sealed by any of its keys open. Refused, keeping the keys in use, when
     /// the new keys leave out the current one (records it sealed would no longer open).
-    pub fn reload_keys(&self, config: &VaultConfig) -> Result<(), KeyError> {
+    pub(crate) fn reload_keys(&self, config: &VaultConfig) -> Result<(), KeyError> {
         let ring = KeyRing::load(&config.key, &config.previous_keys)?;
         let current = self.ring.load();
         if !ring.knows(&current.current.id) {

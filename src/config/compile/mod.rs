@@ -52,7 +52,7 @@ pub(super) fn compile_vault(path: &Path, text: &str) -> Result<VaultConfig, Conf
 
 /// The raw TOML (a syntax or shape error is the only diagnostic) and a checker for it, with
 /// relative paths taken from the config's folder.
-fn parse(path: &Path, text: &str) -> Result<(RawConfig, Checker), ConfigError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<(RawConfig, Checker), ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
         ConfigError {
@@ -140,16 +140,8 @@ impl Checker {
         let vault = self.vault(raw.vault.as_ref());
         let audit = self.audit(raw.audit.as_ref());
         let api = raw.api.as_ref().map(|a| self.api(a, &authorizer_names));
-
-        let data_dir = match vault.store.strip_prefix("sqlite://") {
-            Some(file) => Path::new(file)
-                .parent()
-                .map_or_else(|| self.base_dir.clone(), Path::to_path_buf),
-            None => self.base_dir.join("data"),
-        };
         Some(Config {
             source: path.to_path_buf(),
-            data_dir,
             server: server?,
             vault,
             audit,

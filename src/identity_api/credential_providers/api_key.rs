@@ -53,7 +53,7 @@ pub(super) fn describe_api_key(
     Ok(out)
 }
 
-pub async fn create_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn create_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: ApiKeyInput = parse(body)?;
     call.provider = Some(input.name.clone());
     check_new_name(call, &input.name)?;
@@ -64,7 +64,7 @@ pub async fn create_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiEr
     Ok(Reply::created(describe_api_key(call, &input.name, None)?))
 }
 
-pub async fn get_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn get_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: NameInput = parse(body)?;
     validate::provider_name("name", &input.name)?;
     call.provider = Some(input.name.clone());
@@ -79,7 +79,7 @@ pub async fn get_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError
     )?))
 }
 
-pub async fn update_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn update_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: ApiKeyInput = parse(body)?;
     validate::provider_name("name", &input.name)?;
     call.provider = Some(input.name.clone());

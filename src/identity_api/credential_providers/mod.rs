@@ -15,8 +15,8 @@ mod api_key;
 mod oauth2;
 mod shapes;
 
-pub use api_key::{create_api_key, get_api_key, update_api_key};
-pub use oauth2::{create_oauth2, get_oauth2, update_oauth2};
+pub(crate) use api_key::{create_api_key, get_api_key, update_api_key};
+pub(crate) use oauth2::{create_oauth2, get_oauth2, update_oauth2};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -198,11 +198,11 @@ async fn list(call: &Call, body: &[u8], wanted: ProviderType) -> Result<Reply, A
     Ok(Reply::ok(out))
 }
 
-pub async fn list_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn list_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     list(call, body, ProviderType::OAuth2).await
 }
 
-pub async fn list_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn list_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     list(call, body, ProviderType::ApiKey).await
 }
 
@@ -216,10 +216,10 @@ async fn delete(call: &mut Call, body: &[u8], wanted: ProviderType) -> Result<Re
     Ok(Reply::no_content())
 }
 
-pub async fn delete_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn delete_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     delete(call, body, ProviderType::OAuth2).await
 }
 
-pub async fn delete_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn delete_api_key(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     delete(call, body, ProviderType::ApiKey).await
 }

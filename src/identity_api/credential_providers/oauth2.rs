@@ -68,7 +68,7 @@ pub(super) fn describe_oauth2(
     Ok(out)
 }
 
-pub async fn create_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn create_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: OAuth2Input = parse(body)?;
     call.provider = Some(input.name.clone());
     check_new_name(call, &input.name)?;
@@ -88,7 +88,7 @@ pub async fn create_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiErr
     Ok(Reply::created(out))
 }
 
-pub async fn get_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn get_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     let input: NameInput = parse(body)?;
     validate::provider_name("name", &input.name)?;
     call.provider = Some(input.name.clone());
@@ -101,7 +101,7 @@ pub async fn get_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError>
     )?))
 }
 
-pub async fn update_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn update_oauth2(call: &mut Call, body: &[u8]) -> Result<Reply, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     struct UpdateInput {

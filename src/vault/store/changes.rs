@@ -57,7 +57,7 @@ impl Store {
     /// Records `signature` as used (now) until `expires_at`. `None` for its first use, else
     /// when it was first used (unix milliseconds). Concurrent first uses on any number of
     /// replicas: one of them inserts, the others read its row.
-    pub async fn first_use(
+    pub(crate) async fn first_use(
         &self,
         signature: &str,
         expires_at: i64,

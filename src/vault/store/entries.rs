@@ -126,7 +126,7 @@ impl Store {
     }
 
     /// How many unexpired records of `kind` belong to one user (across workloads).
-    pub async fn count_live_for_user(
+    pub(crate) async fn count_live_for_user(
         &self,
         kind: OwnerKind,
         user_issuer: &str,
@@ -178,7 +178,7 @@ impl Store {
 
     /// Takes the record out: reads and deletes it in one statement, so of two concurrent takers
     /// only one gets it (one-time records such as consent sessions).
-    pub async fn take(&self, owner: &Owner) -> Result<Option<Entry>, StoreError> {
+    pub(crate) async fn take(&self, owner: &Owner) -> Result<Option<Entry>, StoreError> {
         let sql = format!(
             "DELETE FROM vault_entries WHERE {OWNER_MATCH} RETURNING sealed, kek_id, record_version, expires_at, scopes, updated_at"
         );

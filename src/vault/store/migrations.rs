@@ -118,7 +118,7 @@ impl Store {
         })
     }
 
-    /// The schema version the database is at.
+    /// The schema version the database is at (public for the store tests that check migrations).
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
         on_pool!(self, |pool| {
             let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM keygate_schema")

@@ -47,7 +47,7 @@ pub(crate) struct StoreLock {
 }
 
 impl StoreLock {
-    pub async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.rollback().await;
         }
