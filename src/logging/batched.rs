@@ -170,19 +170,7 @@ impl<'a> MakeWriter<'a> for BatchedStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::Captured;
 
     #[test]
     fn lines_from_many_threads_come_out_whole_and_in_each_threads_order() {
@@ -203,7 +191,7 @@ mod tests {
             thread.join().unwrap();
         }
         drop(guard);
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         assert_eq!(text.lines().count(), 2000);
         for t in 0..4 {
             let mine: Vec<&str> = text

@@ -101,20 +101,7 @@ impl Drop for AccessLog<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::Captured;
 
     #[test]
     fn a_line_logged_inside_the_request_carries_its_id_and_what_is_known() {
@@ -130,7 +117,7 @@ mod tests {
             span.record("workload", "agent");
             tracing::warn!("vault slow");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         assert!(text.contains(r#"request_id="req-1""#), "{text}");
         assert!(text.contains(r#"workload="agent""#), "{text}");
         assert!(text.contains("vault slow"), "{text}");
