@@ -33,18 +33,25 @@ pub(crate) async fn dispatch(
             "/identities/oauth2/authorize" => {
                 let runtime = state.runtime();
                 let endpoints = endpoints_for(state, &runtime);
-                return consent_endpoints::authorize(&endpoints, query).await;
+                return Box::pin(consent_endpoints::authorize(&endpoints, query)).await;
             }
             "/identities/oauth2/callback" => {
                 let runtime = state.runtime();
                 let endpoints = endpoints_for(state, &runtime);
-                return consent_endpoints::callback(&endpoints, query, conn.peer.ip()).await;
+                return Box::pin(consent_endpoints::callback(
+                    &endpoints,
+                    query,
+                    conn.peer.ip(),
+                ))
+                .await;
             }
             _ => {}
         }
     }
+    // The identity API's and the consent endpoints' futures are large and rare: boxed, they do
+    // not make every proxied request's future (moved a few times per request) as large.
     if identity_api::is_api_path(path) {
-        return identity_api::handle(state, request, conn).await;
+        return Box::pin(identity_api::handle(state, request, conn)).await;
     }
     if is_reserved(path) {
         return ProxyError::NoRoute.into_response();

@@ -215,7 +215,9 @@ async fn accept_proxy(
             let handler_state = state.clone();
             let handler = move |request: Request<Incoming>| {
                 let state = handler_state.clone();
-                async move { router::dispatch(&state, request, conn).await }
+                // Boxed once here, the request's future is moved as a pointer from then on
+                // (hyper moves the service future a few times per request).
+                Box::pin(async move { router::dispatch(&state, request, conn).await })
             };
             let result = match tls {
                 Some(acceptor) => {
