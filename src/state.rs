@@ -139,6 +139,17 @@ impl AppState {
         &self.shared.vault
     }
 
+    /// What the consent flow uses of the gateway, for a request on `runtime`.
+    pub(crate) fn consent<'a>(&'a self, runtime: &'a Runtime) -> crate::consent::Context<'a> {
+        crate::consent::Context {
+            vault: self.vault(),
+            metrics: self.metrics(),
+            audit: self.audit(),
+            public_url: &runtime.config.server.public_url,
+            refreshes: &runtime.refreshes,
+        }
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
     }

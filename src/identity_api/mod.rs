@@ -82,13 +82,7 @@ impl Call {
 
     /// The consent flow's view of the gateway for this call.
     fn consent(&self) -> crate::consent::Context<'_> {
-        crate::consent::Context {
-            vault: self.state.vault(),
-            metrics: self.state.metrics(),
-            audit: self.state.audit(),
-            public_url: &self.runtime.config.server.public_url,
-            refreshes: &self.runtime.refreshes,
-        }
+        self.state.consent(&self.runtime)
     }
 
     /// `arn:aws:bedrock-agentcore:{region}:{account}:{resource}`.

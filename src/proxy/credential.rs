@@ -51,17 +51,6 @@ pub(crate) async fn resolve(
     }
 }
 
-/// The consent flow's view of the gateway for this request.
-fn consent_context<'a>(state: &'a AppState, runtime: &'a Runtime) -> consent::Context<'a> {
-    consent::Context {
-        vault: state.vault(),
-        metrics: state.metrics(),
-        audit: state.audit(),
-        public_url: &runtime.config.server.public_url,
-        refreshes: &runtime.refreshes,
-    }
-}
-
 /// The user's own token from the vault, or a consent challenge when there is none usable (or
 /// the route forces a fresh authentication): [`consent::token_or_challenge`].
 async fn user_token(
@@ -92,7 +81,7 @@ async fn user_token(
             custom_parameters: Vec::new(),
         })
     };
-    let cx = consent_context(state, runtime);
+    let cx = state.consent(runtime);
     match consent::token_or_challenge(&cx, &wanted, request_id, details).await? {
         Obtained::Token(token) => Ok(Some(token)),
         Obtained::Challenge(started) => Err(challenge(started, provider)),
@@ -121,7 +110,7 @@ pub(crate) async fn after_rejection(
     let (workload, user) = (caller.workload.as_deref()?, caller.user.as_ref()?);
     let owner = consent::user_owner(workload, user, credential.provider());
     refresh::after_rejection(
-        &consent_context(state, runtime),
+        &state.consent(runtime),
         &credential.client,
         &owner,
         rejected,

@@ -169,6 +169,36 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// The next connection and the permit it holds (a connection cap), or `None` once shutdown
+/// begins. A failed accept (EMFILE and friends) backs off instead of spinning.
+async fn next_connection(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+    name: &str,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    SocketAddr,
+)> {
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.ok()?,
+            () = stopped(stop) => return None,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => return Some((permit, stream, peer)),
+                Err(error) => {
+                    tracing::warn!(%error, listener = name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(stop) => return None,
+        }
+    }
+}
+
 async fn accept_proxy(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -179,26 +209,9 @@ async fn accept_proxy(
     let builder = Arc::new(connection_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut stop = shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = stopped(&mut stop) => return,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut stop) => return,
-        };
+    while let Some((permit, stream, peer)) =
+        next_connection(&listener, &permits, &mut stop, "proxy").await
+    {
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let builder = builder.clone();
@@ -256,25 +269,9 @@ async fn accept_admin(
     let builder = Arc::new(connection_builder(&limits).http1_only());
     let permits = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     let mut stop = shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = stopped(&mut stop) => return,
-        };
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut stop) => return,
-        };
+    while let Some((permit, stream, _)) =
+        next_connection(&listener, &permits, &mut stop, "admin").await
+    {
         let state = state.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
