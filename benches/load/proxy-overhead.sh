@@ -4,7 +4,8 @@
 # user_federation route injecting the user's vaulted OAuth token (seeded as if the user had
 # consented), and through an M2M route (its token seeded as if fetched), same wrk settings,
 # alternating rounds. keygate and the upstream are pinned to CPU 0, wrk to CPU 1.
-# Prints requests/s, p50, p99 for each, and keygate's CPU time per request.
+# Prints requests/s, p50, p99 for each, and keygate's CPU time per request. keygate runs with its
+# default settings (access log at info, to a file here; audit file on).
 #   benches/load/proxy-overhead.sh [seconds=10] [connections=32] [rounds=3]
 set -euo pipefail
 export BENCH_CLIENT_SECRET=never-used-the-m2m-token-is-seeded
@@ -75,7 +76,7 @@ scopes = ["read"]
 TOML
 
 taskset -c 0 target/release/examples/bench-upstream 127.0.0.1:19100 &
-RUST_LOG=warn taskset -c 0 target/release/keygate serve --config "$work/routes.toml" &
+taskset -c 0 target/release/keygate serve --config "$work/routes.toml" 2>"$work/keygate.log" &
 KEYGATE_PID=$!
 for _ in $(seq 100); do curl -sf localhost:19090/readyz >/dev/null && break; sleep 0.1; done
 TOKEN=$(target/release/keygate token issue --config "$work/routes.toml" --workload bench-agent)
